@@ -1,0 +1,195 @@
+"""The ``distill3d`` command line: train, eval, report, list, kitti-eval, demo.
+
+User errors (bad config, missing file, malformed dataset file, NaN loss) print one line on stderr and exit
+with status 2 (1 for a non-finite loss), without a traceback. Set ``DISTILL3D_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError
+
+app = typer.Typer(
+    name="distill3d",
+    help="Cross-modal knowledge transfer for 3D vision: train, evaluate and report distillation methods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def prepare_run(config: str, overrides: list[str], resume: Path | None) -> tuple[Any, Any, Any, Path]:
+    """Validate the config and build the task, before anything is written to disk.
+
+    Returns (run config with resolved options, method module, task, run folder).
+    """
+    from distill3d.cli.methods import load_method, resolve_config_path
+    from distill3d.engine.config import load_run_config, validate_section
+
+    if resume is not None:
+        config_path = Path(resume) / "config.yaml"
+        if not config_path.is_file():
+            raise Distill3dError(f"{resume}: cannot resume, no config.yaml in that folder")
+    else:
+        config_path = resolve_config_path(config)
+    run_config = load_run_config(config_path, overrides)
+    method = load_method(run_config.method)
+    options = validate_section(method.Options, run_config.options, "options")
+    run_config = run_config.model_copy(update={"options": options.model_dump(mode="json")})
+    task = method.build_task(options, run_config.seed)
+    if resume is not None:
+        run_dir = Path(resume)
+    else:
+        name = run_config.name or f"{run_config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = run_config.out_dir / name
+        if (run_dir / "last.pt").exists():
+            raise Distill3dError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another name")
+    return run_config, method, task, run_dir
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="YAML run config, or the name of a built-in recipe")] = "",
+    overrides: Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. train.epochs=3")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this folder from last.pt")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train a method from a run config (works under torchrun for multi-process DDP)."""
+    from distill3d.engine.config import config_to_yaml
+    from distill3d.engine.distributed import init_distributed, shutdown_distributed
+    from distill3d.engine.report import write_run_report
+    from distill3d.engine.trainer import Trainer
+
+    if not config and resume is None:
+        raise ConfigError("give a CONFIG (file or recipe name) or --resume RUN_DIR")
+    run_config, _, task, run_dir = prepare_run(config, overrides or [], resume)
+    dist_info = init_distributed()
+    if dist_info.enabled and run_config.name is None and resume is None:
+        import torch.distributed as dist
+
+        shared = [str(run_dir)]
+        dist.broadcast_object_list(shared, src=0)
+        run_dir = Path(shared[0])
+    try:
+        trainer = Trainer(run_config.train, run_dir, seed=run_config.seed, dist_info=dist_info,
+                          config_yaml=config_to_yaml(run_config), config_dump=run_config.model_dump(mode="json"),
+                          progress=progress)
+        result = trainer.fit(task, resume=resume is not None)
+    finally:
+        shutdown_distributed()
+    if dist_info.is_main:
+        report = write_run_report(run_dir)
+        _echo(f"trained {result.epochs_completed}/{run_config.train.epochs} epochs → {run_dir}")
+        if result.last_metrics:
+            _echo("last validation: " + ", ".join(f"{k}={v:.4f}" for k, v in result.last_metrics.items()))
+        _echo(f"report: {report.markdown_path}" + (f", curves: {report.plot_path}" if report.plot_path else ""))
+
+
+# ------------------------------------------------------------------------------------------------- eval
+def evaluate_checkpoint(run_or_checkpoint: Path) -> dict[str, dict[str, float]]:
+    """Rebuild the task of a checkpoint and evaluate it on every evaluation split it offers."""
+    from distill3d.cli.methods import load_method
+    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from distill3d.engine.config import RunConfig, validate_section
+    from distill3d.engine.trainer import Trainer
+
+    path = resolve_checkpoint(run_or_checkpoint)
+    state = load_checkpoint(path)
+    if "config" not in state or "model" not in state:
+        raise Distill3dError(f"{path}: checkpoint has no config/model (not written by distill3d train)")
+    run_config = validate_section(RunConfig, state["config"], "config")
+    method = load_method(run_config.method)
+    task = method.build_task(validate_section(method.Options, run_config.options, "options"), run_config.seed)
+    model = task.build_model()
+    model.load_state_dict(state["model"])
+    trainer = Trainer(run_config.train, path.parent, seed=run_config.seed, progress=False)
+    splits = task.test_sets() if hasattr(task, "test_sets") else {"val": task.val_set()}
+    return {name: trainer.evaluate(task, model, dataset) for name, dataset in splits.items() if dataset is not None}
+
+
+@app.command("eval")
+def eval_command(
+    run_or_checkpoint: Annotated[Path, typer.Argument(help="run folder (uses best.pt, else last.pt) or .pt file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Evaluate a trained checkpoint on the method's evaluation splits."""
+    results = evaluate_checkpoint(run_or_checkpoint)
+    if as_json:
+        _echo(json.dumps(results, indent=2))
+        return
+    keys = sorted({k for metrics in results.values() for k in metrics})
+    _echo("| split | " + " | ".join(keys) + " |")
+    _echo("|---" * (len(keys) + 1) + "|")
+    for split, metrics in results.items():
+        _echo(f"| {split} | " + " | ".join(f"{metrics[k]:.4f}" if k in metrics else "" for k in keys) + " |")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by distill3d train")]) -> None:
+    """Write report.md (tables) and curves.png (learning curves) for a run and print the markdown."""
+    from distill3d.engine.report import write_run_report
+
+    result = write_run_report(run_dir)
+    _echo(result.markdown)
+    _echo(f"written: {result.markdown_path}" + (f", {result.plot_path}" if result.plot_path else ""))
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the methods, built-in recipes, worlds and real-dataset loaders."""
+    from distill3d.cli.methods import METHOD_MODULES, list_recipes, load_method
+
+    _echo("methods:")
+    for name in sorted(METHOD_MODULES):
+        _echo(f"  {name:24s} {load_method(name).DESCRIPTION}")
+    _echo("recipes (distill3d train NAME):")
+    for name, path in list_recipes().items():
+        _echo(f"  {name:24s} {path}")
+
+
+@app.command("kitti-eval")
+def kitti_eval(
+    gt_label_dir: Annotated[Path, typer.Argument(help="folder of KITTI label_2 files")],
+    result_dir: Annotated[Path, typer.Argument(help="folder of result files (16 columns, last = score)")],
+    split: Annotated[Path | None, typer.Option(help="file of frame ids to evaluate (one per line)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result dict as JSON")] = False,
+) -> None:
+    """The official KITTI object evaluation (AP 2D/BEV/3D/AOS, R11 and R40), printed like the devkit."""
+    from distill3d.data.kitti_io import evaluate_kitti_dirs
+
+    result = evaluate_kitti_dirs(gt_label_dir, result_dir, split_file=split)
+    _echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app, turning user errors into one-line messages.
+
+    Usage errors (unknown command, bad option) are reported by click itself with exit status 2.
+    """
+    try:
+        app(args=argv, prog_name="distill3d")
+    except NonFiniteLossError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except Distill3dError as err:
+        if os.environ.get("DISTILL3D_DEBUG"):
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

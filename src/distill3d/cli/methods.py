@@ -1,0 +1,53 @@
+"""The methods the command line can run, and how to find a run config by recipe name.
+
+A method module exposes three names:
+
+- ``DESCRIPTION``: one line for ``distill3d list``;
+- ``Options``: a pydantic model of its ``options:`` config section;
+- ``build_task(options, seed) -> Task``: the object the generic engine trains and evaluates
+  (optionally with ``test_sets() -> dict[str, Dataset]`` for final evaluation splits).
+
+This table is the only place that names them: no registry, no import-time side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+
+from distill3d.errors import ConfigError
+
+METHOD_MODULES: dict[str, str] = {
+    "shape_classification": "distill3d.methods.shape_classification",
+}
+
+
+def load_method(name: str) -> ModuleType:
+    """Import the module of method ``name``; unknown names list the known ones."""
+    if name not in METHOD_MODULES:
+        raise ConfigError(f"config key 'method': unknown method '{name}' (known: {', '.join(sorted(METHOD_MODULES))})")
+    return importlib.import_module(METHOD_MODULES[name])
+
+
+def recipe_dir() -> Path:
+    return Path(str(resources.files("distill3d") / "recipes"))
+
+
+def list_recipes() -> dict[str, Path]:
+    """Built-in run configs shipped with the package, by name."""
+    return {p.stem: p for p in sorted(recipe_dir().glob("*.yaml"))}
+
+
+def resolve_config_path(config: str) -> Path:
+    """A YAML path as given, or the built-in recipe of that name."""
+    path = Path(config)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    recipes = list_recipes()
+    if config in recipes:
+        return recipes[config]
+    raise ConfigError(f"'{config}' is neither a config file nor a built-in recipe (recipes: {', '.join(recipes)})")
