@@ -6,17 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.toy_task import ToyRegressionTask
 
 from distill3d.engine.checkpoint import atomic_write_text, load_checkpoint, resolve_checkpoint, save_checkpoint
 from distill3d.engine.config import TrainConfig, apply_overrides, load_run_config, validate_section
 from distill3d.engine.logging import read_metrics
 from distill3d.engine.trainer import Trainer, lr_factor
 from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError
+from helpers.toy_task import ToyRegressionTask
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -57,17 +58,17 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, overrides: list[s
 
 
 def test_unknown_key_lists_allowed(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="allowed under 'train'.*batch_size"):
+    with pytest.raises(ConfigError, match=r"allowed under 'train'.*batch_size"):
         validate_section(TrainConfig, {"batchsize": 3}, "train")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match=r"config file not found"):
         load_run_config(tmp_path / "nope.yaml")
 
 
 def test_override_into_scalar_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="'train.epochs' is not a mapping"):
+    with pytest.raises(ConfigError, match=r"'train.epochs' is not a mapping"):
         apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
 
 
@@ -95,9 +96,9 @@ def test_failed_write_leaves_previous_file_intact(tmp_path: Path) -> None:
 
 def test_corrupt_and_missing_checkpoints_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Distill3dError, match="bad.pt: not a readable"):
+    with pytest.raises(Distill3dError, match=r"bad.pt: not a readable"):
         load_checkpoint(tmp_path / "bad.pt")
-    with pytest.raises(Distill3dError, match="no checkpoint"):
+    with pytest.raises(Distill3dError, match=r"no checkpoint"):
         resolve_checkpoint(tmp_path)
 
 
@@ -138,7 +139,7 @@ def test_exact_resume_gives_identical_weights(tmp_path: Path) -> None:
 
 
 def test_nan_loss_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(NonFiniteLossError, match="non-finite training loss .* epoch 1, step 3"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* epoch 1, step 3"):
         Trainer(small_config(), tmp_path / "r", progress=False).fit(ToyRegressionTask(nan_at_step=3))
 
 
@@ -149,7 +150,7 @@ def test_bf16_autocast_trains(tmp_path: Path) -> None:
 
 
 def test_batch_larger_than_dataset_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(Distill3dError, match="fewer than train.batch_size"):
+    with pytest.raises(Distill3dError, match=r"fewer than train.batch_size"):
         Trainer(small_config(batch_size=1024), tmp_path / "r", progress=False).fit(ToyRegressionTask())
     assert not (tmp_path / "r").exists()
 
@@ -159,7 +160,7 @@ def test_lr_schedule_warmup_then_cosine() -> None:
     factors = [lr_factor(s, 40, 10, cfg) for s in range(40)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert all(a >= b for a, b in pairwise(factors[10:]))
 
 
 # ------------------------------------------------------------------------------------------------ DDP

@@ -10,11 +10,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.toy_task import ToyRegressionTask  # noqa: E402
-
-from distill3d.engine.config import TrainConfig  # noqa: E402
-from distill3d.engine.distributed import init_distributed, shutdown_distributed  # noqa: E402
-from distill3d.engine.trainer import Trainer  # noqa: E402
+from distill3d.engine.config import TrainConfig
+from distill3d.engine.distributed import init_distributed, shutdown_distributed
+from distill3d.engine.trainer import Trainer
+from helpers.toy_task import ToyRegressionTask
 
 
 def main() -> None:

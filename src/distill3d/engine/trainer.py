@@ -63,7 +63,7 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: ScheduleCo
 
     Linear warm-up over ``warmup_epochs``, then constant, cosine (to ``min_lr_ratio``) or step decay.
     """
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup:
         return (step + 1) / warmup
     if cfg.name == "constant":

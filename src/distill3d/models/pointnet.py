@@ -6,6 +6,8 @@ Conv1d over (B, C, N)); BatchNorm normalises over all B·N points, as Conv1d + B
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ class SharedMLP(nn.Module):
     def __init__(self, channels: list[int]) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+        for c_in, c_out in pairwise(channels):
             layers += [nn.Linear(c_in, c_out, bias=False), nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
         self.layers = nn.ModuleList(layers)
 

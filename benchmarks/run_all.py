@@ -1,0 +1,22 @@
+"""`make bench`: run every benchmark in turn; each writes its report under benchmarks/results/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed"]
+
+
+def main() -> None:
+    failed = []
+    for module in BENCHMARKS:
+        print(f"== {module}", flush=True)
+        if subprocess.run([sys.executable, "-m", module]).returncode != 0:
+            failed.append(module)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

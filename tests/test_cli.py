@@ -1,0 +1,63 @@
+"""Command line: help on every command, one-line user errors with non-zero exit, nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill3d.engine.config import TrainConfig
+from distill3d.engine.report import write_run_report
+from distill3d.engine.trainer import Trainer
+from helpers.toy_task import ToyRegressionTask
+
+COMMANDS = ["train", "eval", "report", "list", "kitti-eval", "demo"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distill3d.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_on_every_command(command: str | None) -> None:
+    result = run_cli(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("config_text", "needle"),
+    [
+        ("method: shape_classification\ntrain: {epochz: 1}\n", "unknown config key 'train.epochz'"),
+        ("method: no_such_method\n", "unknown method 'no_such_method'"),
+        ("method: shape_classification\ntrain:\n\tepochs: 1\n", "cfg.yaml:3: malformed YAML"),
+        ("method: shape_classification\noptions: {no_such_option: 1}\n", "unknown config key 'options.no_such_option'"),
+    ],
+)
+def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path, config_text: str, needle: str) -> None:
+    (tmp_path / "cfg.yaml").write_text(config_text)
+    result = run_cli("train", "cfg.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+
+
+def test_missing_paths_are_user_errors(tmp_path: Path) -> None:
+    for args in (["train", "missing.yaml"], ["eval", "missing_run"], ["report", "missing_run"],
+                 ["kitti-eval", "no_gt", "no_res"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
+    Trainer(TrainConfig(epochs=2, batch_size=32, monitor="val/neg_mse"), tmp_path, progress=False).fit(
+        ToyRegressionTask())
+    report = write_run_report(tmp_path)
+    assert "| epoch |" in report.markdown and "val/mse" in report.markdown
+    assert "best `val/neg_mse`" in report.markdown
+    assert report.plot_path is not None and report.plot_path.read_bytes()[:4] == b"\x89PNG"
