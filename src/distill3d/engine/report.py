@@ -6,9 +6,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill3d.engine.checkpoint import atomic_write_text, load_checkpoint
+from distill3d.engine.checkpoint import load_checkpoint
 from distill3d.engine.logging import read_metrics
 from distill3d.errors import Distill3dError
+from distill3d.files import atomic_write_text
 
 
 @dataclass
@@ -75,7 +76,7 @@ def write_run_report(run_dir: str | Path) -> RunReport:
     if ckpt.is_file():
         state = load_checkpoint(ckpt)
         best_epoch, best_value = state.get("best_epoch"), state.get("best_value")
-        monitor = state.get("config", {}).get("train", {}).get("monitor")
+        monitor = state.get("monitor")
     lines = [f"# Run report: `{run_dir.name}`", "", f"Epochs completed: {last_epoch}"]
     if monitor and best_epoch is not None:
         lines.append(f"Model selection: best `{monitor}` = {best_value:.4f} at epoch {best_epoch} (validation split)")

@@ -27,12 +27,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from distill3d.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from distill3d.engine.checkpoint import load_checkpoint, save_checkpoint
 from distill3d.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier
 from distill3d.engine.logging import MetricLogger
 from distill3d.engine.task import Task
 from distill3d.errors import Distill3dError, NonFiniteLossError
+from distill3d.files import atomic_write_text
 
 CHECKPOINT_FORMAT = "distill3d-checkpoint-v1"
 
@@ -147,6 +148,7 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "global_step": step,
+            "monitor": self.cfg.monitor,
             "best_value": best,
             "best_epoch": best_epoch,
             "metrics": dict(metrics),

@@ -1,0 +1,586 @@
+"""Readers and writers for KITTI object files (labels, results, calibration, split lists).
+
+Formats (KITTI object development kit):
+
+* Label file, one object per line, 15 whitespace-separated columns:
+  ``type truncated occluded alpha x1 y1 x2 y2 h w l x y z rotation_y``. ``x1..y2`` is the 2D box in
+  pixels, ``h w l`` the 3D size in metres, ``x y z`` the bottom centre of the 3D box in rectified camera
+  coordinates and ``rotation_y`` the yaw in radians. DontCare rows use -1 / -10 / -1000 placeholders.
+* Result file: the same 15 columns plus a 16th, the detection score.
+* Calibration file: ``KEY: v1 v2 ...`` lines with ``P0..P3`` (3x4), ``R0_rect`` (3x3), ``Tr_velo_to_cam`` and
+  ``Tr_imu_to_velo`` (3x4), row-major. The tracking-benchmark spellings ``R_rect``, ``Tr_velo_cam`` and
+  ``Tr_imu_velo`` (with or without the colon) are accepted too.
+* Split file (``ImageSets/val.txt``): one frame id per line.
+
+Malformed input raises :class:`distill3d.errors.DataFormatError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from distill3d.errors import DataFormatError, ShapeError
+from distill3d.files import atomic_write_text
+from distill3d.geometry.boxes3d import rotation_y_to_alpha
+from distill3d.metrics.kitti import METRICS, FrameAnnotations, KittiEvalResult, evaluate_kitti
+
+__all__ = [
+    "KittiCalib",
+    "KittiObjects",
+    "evaluate_kitti_dirs",
+    "read_calib_file",
+    "read_label_dir",
+    "read_label_file",
+    "read_split_file",
+    "write_calib_file",
+    "write_label_file",
+]
+
+PathLike = str | os.PathLike
+
+LABEL_COLUMNS = (
+    "type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2",
+    "h", "w", "l", "x", "y", "z", "rotation_y",
+)  # fmt: skip
+RESULT_COLUMNS = (*LABEL_COLUMNS, "score")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Objects
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KittiObjects:
+    """The objects of one KITTI label or result file, as numpy arrays (N = number of objects).
+
+    Attributes:
+        type: (N,) class names (str), e.g. "Car", "Pedestrian", "DontCare".
+        truncated: (N,) float, truncation in [0, 1] (-1 in DontCare rows and most result files).
+        occluded: (N,) int, 0 = fully visible .. 3 = unknown (-1 in DontCare rows / results).
+        alpha: (N,) float, observation angle in radians (-10 = unknown).
+        bbox: (N, 4) float, 2D box ``(x1, y1, x2, y2)`` in pixels.
+        dimensions: (N, 3) float, ``(h, w, l)`` in metres, the file's column order (which is also the size
+            order of :mod:`distill3d.geometry.boxes3d`; mmdetection3d / OpenPCDet readers reorder to l, h, w).
+        location: (N, 3) float, bottom centre ``(x, y, z)`` in rectified camera coordinates, metres.
+        rotation_y: (N,) float, yaw about the camera Y axis, radians.
+        score: (N,) float, detection score; NaN for label files (no score column).
+    """
+
+    type: np.ndarray
+    truncated: np.ndarray
+    occluded: np.ndarray
+    alpha: np.ndarray
+    bbox: np.ndarray
+    dimensions: np.ndarray
+    location: np.ndarray
+    rotation_y: np.ndarray
+    score: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.type = np.asarray(self.type, dtype=str).reshape(-1)
+        n = self.type.shape[0]
+        for attribute, columns, dtype in (
+            ("truncated", None, np.float64),
+            ("occluded", None, np.int64),
+            ("alpha", None, np.float64),
+            ("bbox", 4, np.float64),
+            ("dimensions", 3, np.float64),
+            ("location", 3, np.float64),
+            ("rotation_y", None, np.float64),
+            ("score", None, np.float64),
+        ):
+            value = np.asarray(getattr(self, attribute), dtype=dtype)
+            expected = (n,) if columns is None else (n, columns)
+            if n == 0 and value.size == 0:
+                value = value.reshape(expected)
+            if value.shape != expected:
+                raise ShapeError(f"KittiObjects.{attribute} must have shape {expected}, got {value.shape}")
+            setattr(self, attribute, value)
+
+    def __len__(self) -> int:
+        return int(self.type.shape[0])
+
+    def __getitem__(self, index: np.ndarray | slice | Sequence[int] | Sequence[bool]) -> KittiObjects:
+        """Select objects by boolean mask (N,), integer indices or slice; always returns KittiObjects."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return KittiObjects(
+            type=self.type[index],
+            truncated=self.truncated[index],
+            occluded=self.occluded[index],
+            alpha=self.alpha[index],
+            bbox=self.bbox[index],
+            dimensions=self.dimensions[index],
+            location=self.location[index],
+            rotation_y=self.rotation_y[index],
+            score=self.score[index],
+        )
+
+    def select(self, mask: np.ndarray) -> KittiObjects:
+        """Objects where ``mask`` (N,) bool is true."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self),):
+            raise ShapeError(f"mask must have shape ({len(self)},), got {mask.shape}")
+        return self[mask]
+
+    @property
+    def has_scores(self) -> bool:
+        """True when every object has a finite score (a result file); False for labels (NaN scores)."""
+        return len(self) > 0 and bool(np.all(np.isfinite(self.score)))
+
+    def boxes3d(self) -> np.ndarray:
+        """(N, 7) float64 boxes ``(x, y, z, h, w, l, ry)`` (bottom centre, metres, radians)."""
+        return np.concatenate([self.location, self.dimensions, self.rotation_y[:, None]], axis=1)
+
+    def to_eval_annotations(self) -> FrameAnnotations:
+        """The :class:`distill3d.metrics.kitti.FrameAnnotations` the KITTI evaluation takes."""
+        return FrameAnnotations(
+            name=self.type,
+            truncated=self.truncated,
+            occluded=self.occluded,
+            alpha=self.alpha,
+            bbox=self.bbox,
+            dimensions=self.dimensions,
+            location=self.location,
+            rotation_y=self.rotation_y,
+            score=self.score,
+        )
+
+    @classmethod
+    def empty(cls) -> KittiObjects:
+        """No objects."""
+        zeros = np.zeros(0)
+        return cls(
+            np.zeros(0, dtype=str),
+            zeros,
+            np.zeros(0, np.int64),
+            zeros,
+            np.zeros((0, 4)),
+            np.zeros((0, 3)),
+            np.zeros((0, 3)),
+            zeros,
+            zeros,
+        )
+
+    @classmethod
+    def from_boxes3d(
+        cls,
+        type: Sequence[str] | np.ndarray,
+        boxes3d: np.ndarray,
+        bbox: np.ndarray,
+        score: np.ndarray | None = None,
+        alpha: np.ndarray | None = None,
+    ) -> KittiObjects:
+        """Objects (e.g. detections) from geometry arrays.
+
+        Args:
+            type: (N,) class names.
+            boxes3d: (N, 7) boxes ``(x, y, z, h, w, l, ry)``.
+            bbox: (N, 4) image boxes ``(x1, y1, x2, y2)`` in pixels.
+            score: (N,) scores, or None for labels (NaN).
+            alpha: (N,) observation angles; None computes ``ry - atan2(x, z)``.
+
+        Truncation and occlusion are set to -1 (unknown), as in KITTI result files.
+        """
+        boxes3d = np.asarray(boxes3d, dtype=np.float64).reshape(-1, 7)
+        n = boxes3d.shape[0]
+        if alpha is None:
+            alpha = rotation_y_to_alpha(boxes3d[:, 6], boxes3d[:, 0:3])
+        return cls(
+            type=np.asarray(type, dtype=str),
+            truncated=np.full(n, -1.0),
+            occluded=np.full(n, -1),
+            alpha=alpha,
+            bbox=np.asarray(bbox, dtype=np.float64).reshape(-1, 4),
+            dimensions=boxes3d[:, 3:6],
+            location=boxes3d[:, 0:3],
+            rotation_y=boxes3d[:, 6],
+            score=np.full(n, np.nan) if score is None else score,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Label / result files
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, "is a directory, expected a file") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, f"not a UTF-8 text file ({error.reason})") from None
+
+
+def _parse_float(path: Path, line: int, column: str, token: str) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        raise DataFormatError(path, f"column '{column}' is not a number: {token!r}", line=line) from None
+    if not np.isfinite(value):
+        raise DataFormatError(path, f"column '{column}' is not finite: {token!r}", line=line)
+    return value
+
+
+def _parse_int(path: Path, line: int, column: str, token: str) -> int:
+    value = _parse_float(path, line, column, token)
+    if value != int(value):
+        raise DataFormatError(path, f"column '{column}' is not an integer: {token!r}", line=line)
+    return int(value)
+
+
+def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObjects:
+    """Read a KITTI label (15 columns) or result (16 columns, last = score) file.
+
+    Args:
+        path: the ``.txt`` file. An empty file (or one with only blank lines) has zero objects.
+        with_score: True requires 16 columns, False requires 15, None accepts either (the same for all lines).
+
+    Returns:
+        :class:`KittiObjects`; ``score`` is NaN for label files.
+
+    Raises:
+        DataFormatError: missing file, wrong column count, non-numeric or non-finite value (naming the
+            line).
+    """
+    path = Path(path)
+    names: list[str] = []
+    rows: list[list[float]] = []
+    occluded: list[int] = []
+    expected = None if with_score is None else (16 if with_score else 15)
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if expected is None and len(tokens) in (15, 16):
+            expected = len(tokens)
+        if len(tokens) != expected:
+            wanted = "15 (label) or 16 (result)" if expected is None else str(expected)
+            message = f"expected {wanted} columns, got {len(tokens)}"
+            if with_score is None and expected is not None:
+                message += " (all lines of a file must have the same number of columns)"
+            raise DataFormatError(path, message, line=line_number)
+        names.append(tokens[0])
+        occluded.append(_parse_int(path, line_number, "occluded", tokens[2]))
+        rows.append(
+            [
+                _parse_float(path, line_number, RESULT_COLUMNS[k], tokens[k])
+                for k in range(1, len(tokens))
+                if k != 2
+            ]
+        )
+    if not rows:
+        return KittiObjects.empty()
+    values = np.array(rows, dtype=np.float64)  # columns: truncated, alpha, bbox(4), h w l, x y z, ry[, score]
+    n = len(rows)
+    return KittiObjects(
+        type=np.array(names, dtype=str),
+        truncated=values[:, 0],
+        occluded=np.array(occluded, dtype=np.int64),
+        alpha=values[:, 1],
+        bbox=values[:, 2:6],
+        dimensions=values[:, 6:9],
+        location=values[:, 9:12],
+        rotation_y=values[:, 12],
+        score=values[:, 13] if values.shape[1] == 14 else np.full(n, np.nan),
+    )
+
+
+def _format_object(objects: KittiObjects, i: int, with_score: bool) -> str:
+    decimals = 4 if with_score else 2
+    numbers = [
+        objects.alpha[i],
+        *objects.bbox[i],
+        *objects.dimensions[i],
+        *objects.location[i],
+        objects.rotation_y[i],
+    ]
+    if with_score:
+        numbers.append(objects.score[i])
+    body = " ".join(f"{value:.{decimals}f}" for value in numbers)
+    return f"{objects.type[i]} {objects.truncated[i]:.2f} {int(objects.occluded[i])} {body}"
+
+
+def write_label_file(path: PathLike, objects: KittiObjects, with_score: bool | None = None) -> None:
+    """Write objects as a KITTI label or result file, atomically (temporary file + ``os.replace``).
+
+    Args:
+        path: destination ``.txt``; parent folders are created.
+        objects: the objects to write.
+        with_score: True writes a result file (16 columns, 4 decimals, like the devkit's /
+            mmdetection3d's output), False a label file (15 columns, 2 decimals as in the KITTI labels).
+            None: result file when all scores are finite, label file when all are NaN.
+
+    Truncation always gets 2 decimals and occlusion is an integer.
+    """
+    finite = np.isfinite(objects.score)
+    if with_score is None:
+        if finite.any() and not finite.all():
+            raise ValueError("some scores are NaN and some are not: pass with_score explicitly")
+        with_score = bool(finite.any())
+    if with_score and not finite.all():
+        raise ValueError("cannot write a result file: some scores are NaN")
+    bad_names = [name for name in objects.type if not name or any(ch.isspace() for ch in name)]
+    if bad_names:
+        raise ValueError(f"class names must be non-empty without whitespace, got {bad_names[:3]}")
+    lines = [_format_object(objects, i, with_score) + "\n" for i in range(len(objects))]
+    atomic_write_text(Path(path), "".join(lines))
+
+
+def _frame_ids(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.txt") if p.is_file())
+
+
+def _require_directory(directory: Path) -> None:
+    if not directory.is_dir():
+        raise DataFormatError(directory, "directory not found")
+
+
+def read_label_dir(
+    directory: PathLike,
+    ids: Iterable[str] | None = None,
+    with_score: bool | None = None,
+    missing_ok: bool = False,
+) -> dict[str, KittiObjects]:
+    """Read ``{id}.txt`` label or result files of a folder.
+
+    Args:
+        directory: folder such as ``training/label_2``.
+        ids: frame ids (file stems, e.g. "000042") in the wanted order; None = every ``*.txt``, sorted.
+        with_score: as in :func:`read_label_file`.
+        missing_ok: a missing file gives zero objects instead of an error (result folders).
+
+    Returns:
+        ``{id: KittiObjects}`` in the order of ``ids``.
+    """
+    directory = Path(directory)
+    _require_directory(directory)
+    frame_ids = _frame_ids(directory) if ids is None else list(ids)
+    objects = {}
+    for frame_id in frame_ids:
+        path = directory / f"{frame_id}.txt"
+        if missing_ok and not path.exists():
+            objects[frame_id] = KittiObjects.empty()
+        else:
+            objects[frame_id] = read_label_file(path, with_score=with_score)
+    return objects
+
+
+def read_split_file(path: PathLike) -> list[str]:
+    """Frame ids of a split file (``ImageSets/val.txt``): one id per line, blank lines skipped."""
+    path = Path(path)
+    ids = []
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        tokens = line.split()
+        if len(tokens) > 1:
+            raise DataFormatError(
+                path, f"expected one frame id per line, got {len(tokens)} tokens", line=line_number
+            )
+        ids.extend(tokens)
+    return ids
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------------------------------------
+
+_CALIB_SHAPES = {
+    "P0": (3, 4), "P1": (3, 4), "P2": (3, 4), "P3": (3, 4),
+    "R0_rect": (3, 3), "Tr_velo_to_cam": (3, 4), "Tr_imu_to_velo": (3, 4),
+}  # fmt: skip
+_CALIB_ALIASES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
+_CALIB_OPTIONAL = ("Tr_imu_to_velo",)
+
+
+def _homogeneous(matrix: np.ndarray) -> np.ndarray:
+    """(3, 3) or (3, 4) -> (4, 4) with a [0, 0, 0, 1] last row."""
+    out = np.eye(4)
+    out[: matrix.shape[0], : matrix.shape[1]] = matrix
+    return out
+
+
+@dataclass
+class KittiCalib:
+    """Calibration of one KITTI frame.
+
+    Attributes:
+        P0, P1, P2, P3: (3, 4) projection matrices of the 4 cameras (rectified camera 0 coordinates ->
+            pixels); P2 is the left colour camera of the object benchmark.
+        R0_rect: (3, 3) rectifying rotation (camera 0 -> rectified camera 0).
+        Tr_velo_to_cam: (3, 4) LiDAR -> camera 0 rigid transform.
+        Tr_imu_to_velo: (3, 4) IMU -> LiDAR rigid transform, or None when the file has none.
+        extra: any other ``KEY: numbers`` lines, as flat arrays.
+    """
+
+    P0: np.ndarray
+    P1: np.ndarray
+    P2: np.ndarray
+    P3: np.ndarray
+    R0_rect: np.ndarray
+    Tr_velo_to_cam: np.ndarray
+    Tr_imu_to_velo: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, shape in _CALIB_SHAPES.items():
+            value = getattr(self, key)
+            if value is None and key in _CALIB_OPTIONAL:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            if value.shape != shape:
+                raise ShapeError(f"KittiCalib.{key} must have shape {shape}, got {value.shape}")
+            setattr(self, key, value)
+
+    def projection(self, camera: int = 2) -> np.ndarray:
+        """(3, 4) projection matrix ``P{camera}``."""
+        if camera not in (0, 1, 2, 3):
+            raise ValueError(f"camera must be 0..3, got {camera}")
+        return getattr(self, f"P{camera}")
+
+    def intrinsics(self, camera: int = 2) -> np.ndarray:
+        """(3, 3) intrinsics ``K`` of a camera: the left 3x3 block of its projection matrix (pixels)."""
+        return self.projection(camera)[:, :3].copy()
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3, 3) intrinsics of camera 2 (the object benchmark's image_2)."""
+        return self.intrinsics(2)
+
+    def scaled(self, scale_x: float, scale_y: float | None = None) -> KittiCalib:
+        """Calibration for the images resized by ``(scale_x, scale_y)``: rows 0 and 1 of every P are scaled.
+
+        Uses the ``u' = s * u`` pixel convention (the one of most monocular 3D detectors).
+        """
+        scale_y = scale_x if scale_y is None else scale_y
+        scaling = np.diag([scale_x, scale_y, 1.0])
+        return KittiCalib(
+            P0=scaling @ self.P0,
+            P1=scaling @ self.P1,
+            P2=scaling @ self.P2,
+            P3=scaling @ self.P3,
+            R0_rect=self.R0_rect.copy(),
+            Tr_velo_to_cam=self.Tr_velo_to_cam.copy(),
+            Tr_imu_to_velo=None if self.Tr_imu_to_velo is None else self.Tr_imu_to_velo.copy(),
+            extra=dict(self.extra),
+        )
+
+    def resized(self, original_size: tuple[int, int], new_size: tuple[int, int]) -> KittiCalib:
+        """Calibration for images resized from ``original_size`` to ``new_size``, both ``(width, height)``."""
+        return self.scaled(new_size[0] / original_size[0], new_size[1] / original_size[1])
+
+    def lidar_to_rect(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) LiDAR points -> (N, 3) rectified camera coordinates (metres)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        transform = _homogeneous(self.R0_rect) @ _homogeneous(self.Tr_velo_to_cam)
+        return points @ transform[:3, :3].T + transform[:3, 3]
+
+    def rect_to_lidar(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) rectified camera coordinates -> (N, 3) LiDAR points (metres)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        transform = np.linalg.inv(_homogeneous(self.R0_rect) @ _homogeneous(self.Tr_velo_to_cam))
+        return points @ transform[:3, :3].T + transform[:3, 3]
+
+    def rect_to_image(self, points: np.ndarray, camera: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Project (N, 3) rectified camera points: returns (N, 2) pixels and (N,) projective depth."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        matrix = self.projection(camera)
+        homogeneous = points @ matrix[:, :3].T + matrix[:, 3]
+        depth = homogeneous[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return homogeneous[:, :2] / depth[:, None], depth
+
+
+def read_calib_file(path: PathLike) -> KittiCalib:
+    """Read a KITTI object calibration file (``training/calib/000000.txt``).
+
+    Raises:
+        DataFormatError: missing file, non-numeric values, wrong number of values for a known key, or a
+            required key (P0-P3, R0_rect, Tr_velo_to_cam) absent.
+    """
+    path = Path(path)
+    matrices: dict[str, np.ndarray] = {}
+    extra: dict[str, np.ndarray] = {}
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        key = tokens[0].rstrip(":")
+        key = _CALIB_ALIASES.get(key, key)
+        values = np.array([_parse_float(path, line_number, key, token) for token in tokens[1:]])
+        if key in _CALIB_SHAPES:
+            shape = _CALIB_SHAPES[key]
+            if values.size != shape[0] * shape[1]:
+                message = f"{key} needs {shape[0] * shape[1]} values, got {values.size}"
+                raise DataFormatError(path, message, line=line_number)
+            matrices[key] = values.reshape(shape)
+        else:
+            extra[key] = values
+    missing = [key for key in _CALIB_SHAPES if key not in matrices and key not in _CALIB_OPTIONAL]
+    if missing:
+        raise DataFormatError(path, f"missing calibration entries: {', '.join(missing)}")
+    return KittiCalib(**matrices, extra=extra)
+
+
+def write_calib_file(path: PathLike, calib: KittiCalib) -> None:
+    """Write a calibration file in KITTI's layout (``KEY: `` + row-major values as ``%.12e``), atomically."""
+    lines = []
+    for key in _CALIB_SHAPES:
+        value = getattr(calib, key)
+        if value is not None:
+            lines.append(f"{key}: " + " ".join(f"{v:.12e}" for v in np.asarray(value).ravel()))
+    for key, value in calib.extra.items():
+        lines.append(f"{key}: " + " ".join(f"{v:.12e}" for v in np.asarray(value).ravel()))
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluation of folders
+# ----------------------------------------------------------------------------------------------------------
+
+
+def evaluate_kitti_dirs(
+    gt_dir: PathLike,
+    result_dir: PathLike,
+    split_file: PathLike | None = None,
+    classes: Sequence[str] = ("Car", "Pedestrian", "Cyclist"),
+    metrics: Sequence[str] = METRICS,
+) -> KittiEvalResult:
+    """Official KITTI evaluation of a folder of result files against a folder of label files.
+
+    Args:
+        gt_dir: label folder (``training/label_2``).
+        result_dir: folder with one 16-column result file per frame. A missing file means no detections for
+            that frame (as in the devkit); a folder without any ``*.txt`` is an error.
+        split_file: frame ids to evaluate (``ImageSets/val.txt``); default: every label file in ``gt_dir``.
+        classes: classes to evaluate.
+        metrics: subset of ("bbox", "bev", "3d").
+
+    Returns:
+        :class:`distill3d.metrics.kitti.KittiEvalResult` (``.table()``, ``.to_dict()``).
+    """
+    gt_dir, result_dir = Path(gt_dir), Path(result_dir)
+    _require_directory(gt_dir)
+    _require_directory(result_dir)
+    ids = read_split_file(split_file) if split_file is not None else _frame_ids(gt_dir)
+    if not ids:
+        where = split_file if split_file is not None else gt_dir
+        raise DataFormatError(where, "no frames to evaluate")
+    if not _frame_ids(result_dir):
+        raise DataFormatError(result_dir, "no result files (*.txt) in this folder")
+    labels = read_label_dir(gt_dir, ids)
+    results = read_label_dir(result_dir, ids, with_score=True, missing_ok=True)
+    return evaluate_kitti(
+        [labels[i].to_eval_annotations() for i in ids],
+        [results[i].to_eval_annotations() for i in ids],
+        classes=classes,
+        metrics=metrics,
+    )
