@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill3d.engine.checkpoint import atomic_write_text, load_checkpoint, resolve_checkpoint, save_checkpoint
+from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from distill3d.engine.config import TrainConfig, apply_overrides, load_run_config, validate_section
 from distill3d.engine.logging import read_metrics
 from distill3d.engine.trainer import Trainer, lr_factor
 from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError
+from distill3d.files import atomic_write_text
 from helpers.toy_task import ToyRegressionTask
 
 HELPERS = Path(__file__).parent / "helpers"
