@@ -61,3 +61,37 @@ def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
     assert "| epoch |" in report.markdown and "val/mse" in report.markdown
     assert "best `val/neg_mse`" in report.markdown
     assert report.plot_path is not None and report.plot_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kitti_eval_cli_prints_the_reference_table() -> None:
+    from conftest import shared_path
+
+    golden = shared_path("golden", "kitti_eval")
+    result = run_cli("kitti-eval", str(golden / "gt"), str(golden / "det"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (golden / "reference_output_mmdet3d.txt").read_text().strip()
+    as_json = run_cli("kitti-eval", str(golden / "gt"), str(golden / "det"), "--json")
+    import json
+
+    values = json.loads(as_json.stdout)
+    assert abs(values["KITTI/Car_3D_AP40_moderate_strict"] - 6.152497796403549) < 1e-6
+
+
+def test_train_eval_report_end_to_end(tmp_path: Path) -> None:
+    """A tiny shape-classification run through the CLI: train, resume-free eval, report."""
+    args = ["train", "demo_shape_classification", "name=tiny", f"out_dir={tmp_path}", "train.epochs=1",
+            "options.train_size=64", "options.val_size=32", "options.test_size=32", "options.num_points=64",
+            "train.precision=fp32", "--no-progress"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "tiny"
+    assert {"config.yaml", "metrics.csv", "last.pt", "best.pt", "report.md", "curves.png"} <= {
+        p.name for p in run.iterdir()}
+    evaluated = run_cli("eval", str(run), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    import json
+
+    metrics = json.loads(evaluated.stdout)["test"]
+    assert 0.0 <= metrics["acc"] <= 1.0 and "mean_class_acc" in metrics
+    again = run_cli(*args)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
