@@ -13,7 +13,7 @@ from distill3d.engine.report import write_run_report
 from distill3d.engine.trainer import Trainer
 from helpers.toy_task import ToyRegressionTask
 
-COMMANDS = ["train", "eval", "report", "list", "kitti-eval", "demo"]
+COMMANDS = ["train", "eval", "report", "list", "kitti-eval", "demo", "world", "world preview", "world export"]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -23,7 +23,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_on_every_command(command: str | None) -> None:
-    result = run_cli(*([command] if command else []), "--help")
+    result = run_cli(*(command.split() if command else []), "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
 
@@ -95,3 +95,15 @@ def test_train_eval_report_end_to_end(tmp_path: Path) -> None:
     assert 0.0 <= metrics["acc"] <= 1.0 and "mean_class_acc" in metrics
     again = run_cli(*args)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+@pytest.mark.parametrize("world", ["shapes", "hands", "road"])
+def test_world_preview_writes_png(tmp_path: Path, world: str) -> None:
+    result = run_cli("world", "preview", world, "--out", str(tmp_path / "sheet.png"), "--n", "2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_world_export_refuses_existing_folder(tmp_path: Path) -> None:
+    result = run_cli("world", "export", "road", "--out", str(tmp_path), "--n", "1")
+    assert result.returncode == 2 and "already exists" in result.stderr

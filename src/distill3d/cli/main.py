@@ -147,6 +147,18 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by
     _echo(f"written: {result.markdown_path}" + (f", {result.plot_path}" if result.plot_path else ""))
 
 
+WORLD_DESCRIPTIONS = {
+    "shapes": "16 part-based object categories; renders with Pascal3D+ viewpoints, point clouds with parts",
+    "hands": "21-joint hands in FreiHAND order, rendered with K, 3D joints and scale",
+    "road": "KITTI-like road scenes: cars, pedestrians, cyclists; 2D/3D boxes, depth, estimated depth",
+}
+DATASET_DESCRIPTIONS = {
+    "pascal3d": "distill3d.data.pascal3d.Pascal3DDataset(root, split) — Pascal3D+ viewpoints",
+    "objectnet3d": "distill3d.data.objectnet3d.ObjectNet3DDataset(root, split) — ObjectNet3D viewpoints",
+    "kitti": "distill3d.data.kitti_io (labels, results, calib; distill3d kitti-eval)",
+}
+
+
 @app.command("list")
 def list_command() -> None:
     """List the methods, built-in recipes, worlds and real-dataset loaders."""
@@ -158,6 +170,12 @@ def list_command() -> None:
     _echo("recipes (distill3d train NAME):")
     for name, path in list_recipes().items():
         _echo(f"  {name:24s} {path}")
+    _echo("worlds (distill3d world preview|export NAME):")
+    for name, what in WORLD_DESCRIPTIONS.items():
+        _echo(f"  {name:24s} {what}")
+    _echo("real datasets (read from a local path):")
+    for name, what in DATASET_DESCRIPTIONS.items():
+        _echo(f"  {name:24s} {what}")
 
 
 @app.command("kitti-eval")
@@ -172,6 +190,46 @@ def kitti_eval(
 
     result = evaluate_kitti_dirs(gt_label_dir, result_dir, split_file=split)
     _echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+
+
+world_app = typer.Typer(help="The built-in procedural worlds: preview and export.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+WORLDS = ("shapes", "hands", "road")
+
+
+def _check_world(name: str) -> None:
+    if name not in WORLDS:
+        raise ConfigError(f"unknown world '{name}' (known: {', '.join(WORLDS)})")
+
+
+@world_app.command("preview")
+def world_preview(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORLDS)}")],
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("contact_sheet.png"),
+    n: Annotated[int, typer.Option(min=1, help="number of samples")] = 16,
+    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+) -> None:
+    """Write a PNG contact sheet of samples with their labels drawn (pose axes, hand skeleton, 3D boxes)."""
+    from distill3d.data.worlds.preview import contact_sheet
+
+    _check_world(name)
+    _echo(f"written: {contact_sheet(name, n, seed, out)}")
+
+
+@world_app.command("export")
+def world_export(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORLDS)}")],
+    out: Annotated[Path, typer.Option(help="dataset folder to create (must not exist)")],
+    n: Annotated[int, typer.Option(min=1, help="number of samples")] = 100,
+    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+) -> None:
+    """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND, shapes → ShapeNetPart."""
+    from distill3d.data.worlds.preview import export_world
+
+    _check_world(name)
+    if out.exists():
+        raise Distill3dError(f"{out} already exists; choose a new folder")
+    _echo(f"written: {export_world(name, out, n, seed)}")
 
 
 DEMOS: dict[str, tuple[str, str]] = {

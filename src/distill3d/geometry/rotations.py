@@ -16,6 +16,11 @@ Viewpoints follow Pascal3D+/ObjectNet3D as used by StarMap and PoseFromShape: a 
 with ``Rz(t) = [[cos t, −sin t, 0], [sin t, cos t, 0], [0, 0, 1]]`` and
 ``Rx(t) = [[1, 0, 0], [0, cos t, −sin t], [0, sin t, cos t]]`` (this is StarMap's ``angle2dcm``).
 
+**R maps into Pascal3D+'s camera frame** (x right, y *up*, looking down −z, as in its ``project_3d.m``), not
+the OpenCV frame: to project with an OpenCV camera use ``diag(1, −1, −1) · R`` and ``t = (0, 0, distance)``
+(the shapes world does exactly this). Rotation errors are unaffected: the geodesic distance between two
+viewpoints is the same in either frame.
+
 kornia 0.9 has axis-angle/quaternion conversions but no single-axis builders and no Pascal3D
 viewpoint parameterisation, so those are written here; axis-angle conversions are re-exported
 from kornia under our names.
