@@ -1,0 +1,304 @@
+"""Pose CKD: 3D-augmented contrastive knowledge distillation for category-agnostic viewpoint estimation.
+
+Liu et al., "3D-Augmented Contrastive Knowledge Distillation for Image-based Object Pose Estimation", ICMR 2022
+(official code: a fork of PoseFromShape). Two stages, each one ``distill3d train`` run:
+
+**Stage 1 — teacher** (``options.stage: teacher``): image + canonical shape point cloud → fused 3D-augmented
+feature → viewpoint heads. ``L_T = L_task + λ_c · InfoNCE(proj(image feature), fused; τ = 0.1)`` — the teacher's
+*image-only* feature is pulled towards the 3D-augmented feature of the same sample. As in the official code the
+InfoNCE counts the positive twice in its denominator and applies dropout 0.3 to the targets
+(``teacher_official_infonce``). Shapes of non-symmetric objects are rotated in azimuth by a random multiple of 5°
+(±``azimuth_jitter_steps``) and the azimuth label moves with them, so the teacher must read the shape.
+
+**Stage 2 — student** (``options.stage: student``): image-only network, teacher frozen (eval mode).
+``L_S = w_task · L_task + w_logit · Σ_6 heads KL_τ(teacher ‖ student) + w_repr · R(proj_S, proj_T)`` with
+``R`` = KL of softmaxed features (official code), in-batch InfoNCE (the paper's "contrastive KD") or CRD with a
+momentum memory bank (Tian et al. 2020; beyond the official code). Official weights: 0.25 / 0.75 / 0.75.
+The baseline student (no KD) is ``w_task = 1, w_logit = 0, representation: none``.
+
+Augmentation (both stages): photometric jitter, box-jitter crop, horizontal flip (a → 2π − a, θ → −θ; the
+teacher's point cloud is mirrored too — the official code leaves it unchanged, marked TODO there) and in-plane
+rotation (θ → θ + r). Model selection: ``val`` split of the *seen* categories. Evaluation: Acc@π/6 and MedErr
+(per category, then averaged over categories) on held-out test images of seen and of unseen categories.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torch.utils.data import Dataset
+
+from distill3d.data.augment import (
+    box_jitter_crop,
+    flip_images_and_viewpoints,
+    photometric_augmentation,
+    rotate_images_and_viewpoints,
+)
+from distill3d.data.cache import MaterializedDataset
+from distill3d.data.worlds.shapes import SEEN_CATEGORIES, UNSEEN_CATEGORIES, ShapesViewpointDataset
+from distill3d.errors import Distill3dError
+from distill3d.geometry.rotations import rotation_z
+from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, logit_kd_loss
+from distill3d.losses.viewpoint import viewpoint_task_loss
+from distill3d.metrics.viewpoint import viewpoint_metrics
+from distill3d.models.pose import PoseStudent, PoseTeacher
+from distill3d.models.resnet import ResNet
+
+DESCRIPTION = "Pose CKD (Liu et al. 2022): 3D-augmented teacher → image-only student, viewpoint estimation"
+
+SAMPLE_KEYS = ("image", "viewpoint", "category", "symmetry_order", "points")
+
+
+class Options(BaseModel):
+    """``options:`` of a pose_ckd run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["teacher", "student"] = "teacher"
+    # data
+    dataset: Literal["shapes"] = "shapes"
+    image_size: int = Field(64, gt=0)
+    num_points: int = Field(512, gt=0, description="teacher's shape point cloud size")
+    train_size: int = Field(8000, gt=0)
+    val_size: int = Field(800, gt=0)
+    test_size: int = Field(800, gt=0, description="images per test split (seen, unseen)")
+    cache: bool = Field(True, description="render each split once into the disk cache ($DISTILL3D_CACHE)")
+    generate_workers: int = Field(2, ge=0)
+    # networks
+    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    backbone_width: int = Field(32, gt=0, description="channels of the first ResNet stage (64 in the paper)")
+    small_input_stem: bool = Field(False, description="3×3 stride-1 stem for tiny images (slower)")
+    feature_dim: int = Field(200, gt=0, description="fused (teacher) / compressed (student) feature size")
+    shape_dim: int = Field(256, gt=0)
+    # augmentation
+    augment: bool = True
+    flip_p: float = Field(0.5, ge=0, le=1)
+    rotate_p: float = Field(0.5, ge=0, le=1)
+    rotate_std_deg: float = Field(30.0, ge=0)
+    crop_jitter: float = Field(0.1, ge=0, lt=0.5)
+    # stage 1
+    contrastive_weight: float = Field(0.5, ge=0)
+    contrastive_temperature: float = Field(0.1, gt=0)
+    teacher_official_infonce: bool = Field(True, description="positive twice in the denominator + target dropout 0.3")
+    azimuth_jitter_steps: int = Field(8, ge=0, description="shape azimuth jitter: U{-n..n}·5° (non-symmetric only)")
+    # stage 2
+    teacher_checkpoint: Path | None = None
+    task_weight: float = Field(0.25, ge=0)
+    logit_weight: float = Field(0.75, ge=0)
+    representation: Literal["none", "kl", "infonce", "crd"] = "kl"
+    representation_weight: float = Field(0.75, ge=0)
+    kd_temperature: float = Field(1.0, gt=0)
+    infonce_temperature: float = Field(0.1, gt=0)
+    crd_negatives: int = Field(4096, gt=0)
+    crd_temperature: float = Field(0.07, gt=0)
+    crd_momentum: float = Field(0.5, ge=0, lt=1)
+    crd_embed_dim: int = Field(128, gt=0)
+
+    @model_validator(mode="after")
+    def _check_teacher(self) -> Options:
+        needs_teacher = self.stage == "student" and (self.logit_weight > 0 or self.representation != "none")
+        if needs_teacher and self.teacher_checkpoint is None:
+            raise ValueError("options.teacher_checkpoint is required for a distilled student "
+                             "(or set logit_weight: 0 and representation: none for the baseline)")
+        return self
+
+
+def build_image_encoder(options: Options) -> ResNet:
+    return ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
+
+
+def build_teacher(options: Options) -> PoseTeacher:
+    return PoseTeacher(build_image_encoder(options), options.shape_dim, options.feature_dim)
+
+
+def build_student(options: Options) -> PoseStudent:
+    return PoseStudent(build_image_encoder(options), options.feature_dim)
+
+
+class StudentWithDistillers(nn.Module):
+    """What stage 2 trains and checkpoints: the student plus the CRD embeddings and memory (when used)."""
+
+    def __init__(self, student: PoseStudent, crd: CRDLoss | None) -> None:
+        super().__init__()
+        self.student = student
+        self.crd = crd
+
+    def forward(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return self.student(images)
+
+
+def rotate_shapes_in_azimuth(points: torch.Tensor, viewpoint: torch.Tensor,
+                             delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate canonical shapes (B, N, 3) by ``delta`` (B,) radians about the up (z) axis; azimuth → azimuth + delta.
+
+    With ``R = Rz(θ)·Rx(e−π/2)·Rz(−a)`` the camera sees ``R(a)·X = R(a + δ)·Rz(δ)·X``, so the rotated shape
+    and the shifted azimuth describe the same image.
+    """
+    rotated = points @ rotation_z(delta).to(points.dtype).transpose(1, 2)
+    azimuth = torch.remainder(viewpoint[:, 0] + delta, 2 * math.pi)
+    return rotated, torch.cat([azimuth[:, None], viewpoint[:, 1:]], dim=1)
+
+
+class PoseCKDTask:
+    """The engine's :class:`~distill3d.engine.task.Task` for both stages."""
+
+    def __init__(self, options: Options, seed: int) -> None:
+        self.options, self.seed = options, seed
+        self.photometric = photometric_augmentation()
+        self.teacher: PoseTeacher | None = None
+        if options.stage == "student" and options.teacher_checkpoint is not None:
+            self.teacher = load_teacher(options.teacher_checkpoint)
+        self._datasets: dict[tuple[str, str], Dataset] = {}
+
+    # ------------------------------------------------------------------------------------------- data
+    def _dataset(self, split: str, categories: tuple[str, ...] | str, size: int, name: str) -> Dataset:
+        key = (split, name)
+        if key not in self._datasets:
+            o = self.options
+            source = ShapesViewpointDataset(split, size, categories, o.image_size, o.num_points, self.seed)
+            description = {"world": "shapes-viewpoint", "split": split, "size": size, "categories": categories,
+                           "image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
+            self._datasets[key] = MaterializedDataset(
+                source, SAMPLE_KEYS, description if o.cache else None, num_workers=o.generate_workers)
+        return self._datasets[key]
+
+    def train_set(self) -> Dataset:
+        return self._dataset("train", SEEN_CATEGORIES, self.options.train_size, "seen")
+
+    def val_set(self) -> Dataset:
+        return self._dataset("val", SEEN_CATEGORIES, self.options.val_size, "seen")
+
+    def test_sets(self) -> dict[str, Dataset]:
+        size = self.options.test_size
+        return {"test_seen": self._dataset("test", SEEN_CATEGORIES, size, "seen"),
+                "test_unseen": self._dataset("test", UNSEEN_CATEGORIES, size, "unseen")}
+
+    # ------------------------------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        o = self.options
+        if o.stage == "teacher":
+            return build_teacher(o)
+        crd = None
+        if o.representation == "crd":
+            crd = CRDLoss(o.feature_dim, o.feature_dim, o.train_size, o.crd_embed_dim, o.crd_negatives,
+                          o.crd_temperature, o.crd_momentum)
+        return StudentWithDistillers(build_student(o), crd)
+
+    # ---------------------------------------------------------------------------------- augmentation
+    def augment(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Augmented (images, viewpoints, teacher shape points) with consistent labels."""
+        o = self.options
+        images, viewpoint, points = batch["image"], batch["viewpoint"], batch["points"]
+        if not o.augment:
+            return images, viewpoint, points
+        b = images.shape[0]
+        images = box_jitter_crop(self.photometric(images), o.crop_jitter)
+        flip = torch.rand(b) < o.flip_p
+        flipped, flipped_vp = flip_images_and_viewpoints(images, viewpoint)
+        images = torch.where(flip[:, None, None, None], flipped, images)
+        viewpoint = torch.where(flip[:, None], flipped_vp, viewpoint)
+        points = torch.where(flip[:, None, None], points * points.new_tensor([-1.0, 1.0, 1.0]), points)
+        angle = (torch.randn(b) * math.radians(o.rotate_std_deg)).clamp(-2 * math.radians(o.rotate_std_deg),
+                                                                         2 * math.radians(o.rotate_std_deg))
+        angle = torch.where(torch.rand(b) < o.rotate_p, angle, torch.zeros_like(angle))
+        images, viewpoint = rotate_images_and_viewpoints(images, viewpoint, angle)
+        return images, viewpoint, points
+
+    # -------------------------------------------------------------------------------------- training
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images, viewpoint, points = self.augment(batch)
+        if self.options.stage == "teacher":
+            return self._teacher_step(model, images, viewpoint, points, batch["symmetry_order"])
+        return self._student_step(model, images, viewpoint, points, batch["index"])
+
+    def _teacher_step(self, model: nn.Module, images: torch.Tensor, viewpoint: torch.Tensor, points: torch.Tensor,
+                      symmetry_order: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.options
+        steps = torch.randint(-o.azimuth_jitter_steps, o.azimuth_jitter_steps + 1, (images.shape[0],))
+        delta = torch.where(symmetry_order == 1, steps.float() * math.radians(5.0), torch.zeros(()))
+        points, viewpoint = rotate_shapes_in_azimuth(points, viewpoint, delta)
+        heads, fused, projected = model(images, points)
+        task = viewpoint_task_loss(heads, viewpoint)
+        contrast = InfoNCELoss(o.contrastive_temperature, duplicate_positive=o.teacher_official_infonce,
+                               target_dropout=0.3 if o.teacher_official_infonce else 0.0)(projected.float(), fused.float())
+        return {"loss": task + o.contrastive_weight * contrast, "task": task, "contrastive": contrast}
+
+    def _student_step(self, model: nn.Module, images: torch.Tensor, viewpoint: torch.Tensor, points: torch.Tensor,
+                      index: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.options
+        heads, projected = model(images)
+        task = viewpoint_task_loss(heads, viewpoint)
+        out = {"task": task}
+        loss = o.task_weight * task
+        if self.teacher is not None and (o.logit_weight > 0 or o.representation != "none"):
+            with torch.no_grad():
+                teacher_heads, _, teacher_projected = self.teacher(images, points)
+            if o.logit_weight > 0:
+                logit = sum(logit_kd_loss(heads[k].float(), teacher_heads[k].float(), o.kd_temperature) for k in heads)
+                loss = loss + o.logit_weight * logit
+                out["logit_kd"] = logit
+            representation = self._representation_loss(model, projected.float(), teacher_projected.float(), index)
+            if representation is not None:
+                loss = loss + o.representation_weight * representation
+                out["representation_kd"] = representation
+        return {"loss": loss, **out}
+
+    def _representation_loss(self, model: nn.Module, student: torch.Tensor, teacher: torch.Tensor,
+                             index: torch.Tensor) -> torch.Tensor | None:
+        o = self.options
+        if o.representation == "kl":
+            return logit_kd_loss(student, teacher, o.kd_temperature)
+        if o.representation == "infonce":
+            return InfoNCELoss(o.infonce_temperature)(student, teacher)
+        if o.representation == "crd":
+            crd = (model.module if hasattr(model, "module") else model).crd
+            return crd(student, teacher, index)
+        return None
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        predicted, truth, categories = [], [], []
+        for batch in batches:
+            if self.options.stage == "teacher":
+                heads = model(batch["image"], batch["points"])[0]
+            else:
+                heads = model(batch["image"])[0]
+            predicted.append(model_bins(model).decode({k: v.float() for k, v in heads.items()}))
+            truth.append(batch["viewpoint"])
+            categories.append(batch["category"])
+        result = viewpoint_metrics(torch.cat(predicted).double(), torch.cat(truth).double(), torch.cat(categories))
+        return {"acc_pi6": result.mean_acc_pi_6_percent, "med_err": result.mean_med_err_deg,
+                "acc_pi6_all": result.all_acc_pi_6_percent, "med_err_all": result.all_med_err_deg}
+
+
+def model_bins(model: nn.Module):
+    """The bin layout of a teacher, student or wrapped student."""
+    inner = model.student if isinstance(model, StudentWithDistillers) else model
+    return inner.heads.bins
+
+
+def load_teacher(path: Path) -> PoseTeacher:
+    """A frozen stage-1 teacher from its checkpoint (its run config rebuilds the architecture)."""
+    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(path)
+    state = load_checkpoint(checkpoint)
+    config = state.get("config", {})
+    if config.get("method") != "pose_ckd" or config.get("options", {}).get("stage") != "teacher":
+        raise Distill3dError(f"{checkpoint}: not a pose_ckd teacher checkpoint (stage 1)")
+    teacher = build_teacher(Options.model_validate(config["options"]))
+    teacher.load_state_dict(state["model"])
+    teacher.eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def build_task(options: Options, seed: int) -> PoseCKDTask:
+    return PoseCKDTask(options, seed)

@@ -1,0 +1,143 @@
+"""Pose CKD: bin encoding, task loss, label-consistent augmentation, shape/label algebra, tiny end-to-end runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill3d.data.augment import flip_images_and_viewpoints, rotate_images_and_viewpoints
+from distill3d.data.worlds.shapes import build_object, render_viewpoints
+from distill3d.engine.config import TrainConfig
+from distill3d.engine.trainer import Trainer
+from distill3d.geometry.rotations import geodesic_distance, rotation_z, viewpoint_to_matrix
+from distill3d.losses.viewpoint import ViewpointBins, flip_viewpoint, viewpoint_task_loss
+from distill3d.methods.pose_ckd import Options, build_task, rotate_shapes_in_azimuth
+
+
+def random_viewpoints(n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    azimuth = torch.rand(n, generator=gen, dtype=torch.float64) * 2 * math.pi
+    elevation = (torch.rand(n, generator=gen, dtype=torch.float64) - 0.5) * math.radians(170)
+    inplane = (torch.rand(n, generator=gen, dtype=torch.float64) - 0.5) * 2 * math.pi * 0.999
+    return torch.stack([azimuth, elevation, inplane], dim=1)
+
+
+def ideal_logits(viewpoint: torch.Tensor, bins: ViewpointBins) -> dict[str, torch.Tensor]:
+    """Head outputs that put all mass on the true bins and encode the true offsets exactly."""
+    index, offset = bins.encode(viewpoint)
+    logits = {}
+    for i, (name, count) in enumerate(zip(("azimuth", "elevation", "inplane"), bins.counts, strict=True)):
+        cls = torch.full((len(viewpoint), count), -30.0, dtype=viewpoint.dtype)
+        cls.scatter_(1, index[:, i : i + 1], 30.0)
+        reg = torch.zeros((len(viewpoint), count), dtype=viewpoint.dtype)
+        reg.scatter_(1, index[:, i : i + 1], torch.atanh(2 * offset[:, i : i + 1]))
+        logits[f"{name}_cls"], logits[f"{name}_reg"] = cls, reg
+    return logits
+
+
+def test_bins_have_posefromshape_layout() -> None:
+    assert ViewpointBins().counts == (24, 12, 24)
+
+
+def test_encode_decode_round_trip() -> None:
+    bins = ViewpointBins()
+    viewpoint = random_viewpoints(500)
+    decoded = bins.decode(ideal_logits(viewpoint, bins))
+    error = geodesic_distance(viewpoint_to_matrix(*viewpoint.unbind(1)), viewpoint_to_matrix(*decoded.unbind(1)))
+    assert error.max().item() < 1e-6
+
+
+def test_label_space_matches_posefromshape() -> None:
+    bins = ViewpointBins()
+    deg = torch.tensor([[30.0, 10.0, -5.0], [0.0, -20.0, 170.0]], dtype=torch.float64)
+    label = bins.to_label_space(torch.deg2rad(deg))
+    expected = torch.tensor([[330.0, 100.0, 175.0], [0.0, 70.0, 350.0]], dtype=torch.float64)
+    assert torch.allclose(label, expected, atol=1e-9)
+    index, offset = bins.encode(torch.deg2rad(deg))
+    assert index.tolist() == [[22, 6, 11], [0, 4, 23]]
+    assert torch.allclose(offset, (expected % 15) / 15 - 0.5, atol=1e-9)
+
+
+def test_task_loss_is_small_for_ideal_logits_and_large_otherwise() -> None:
+    viewpoint = random_viewpoints(64).float()
+    ideal = ideal_logits(viewpoint, ViewpointBins())
+    assert viewpoint_task_loss(ideal, viewpoint).item() < 1e-6
+    shuffled = {k: v.roll(1, dims=0) for k, v in ideal.items()}
+    assert viewpoint_task_loss(shuffled, viewpoint).item() > 10
+
+
+def test_azimuth_jitter_of_shape_and_label_describe_the_same_camera() -> None:
+    gen = torch.Generator().manual_seed(3)
+    points = torch.randn(4, 50, 3, generator=gen, dtype=torch.float64)
+    viewpoint = random_viewpoints(4, seed=3)
+    delta = torch.tensor([0.3, -0.7, 1.5, 0.0], dtype=torch.float64)
+    rotated, shifted = rotate_shapes_in_azimuth(points, viewpoint, delta)
+    before = points @ viewpoint_to_matrix(*viewpoint.unbind(1)).transpose(1, 2)
+    after = rotated @ viewpoint_to_matrix(*shifted.unbind(1)).transpose(1, 2)
+    assert torch.allclose(before, after, atol=1e-10)
+    assert torch.allclose(rotated, points @ rotation_z(delta).transpose(1, 2))
+
+
+def test_flip_label_is_the_mirror_image_rotation() -> None:
+    viewpoint = random_viewpoints(16, seed=4)
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    mirrored = mirror @ viewpoint_to_matrix(*viewpoint.unbind(1)) @ mirror
+    assert torch.allclose(mirrored, viewpoint_to_matrix(*flip_viewpoint(viewpoint).unbind(1)), atol=1e-10)
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a & b).sum() / (a | b).sum()).item()
+
+
+@pytest.mark.parametrize("category", ["table", "chair", "bench"])
+def test_flip_and_rotation_keep_labels_consistent_with_renders(category: str) -> None:
+    """Augmenting a render gives (almost) the render at the augmented label (mirror-symmetric objects)."""
+    obj = build_object(category, np.random.default_rng(7))
+    viewpoint = torch.tensor([[math.radians(40), math.radians(20), math.radians(5)]], dtype=torch.float32)
+    image = render_viewpoints([obj], viewpoint)[0].mask[:, None].float()
+    flipped, flipped_label = flip_images_and_viewpoints(image, viewpoint)
+    expected = render_viewpoints([obj], flipped_label)[0].mask
+    assert mask_iou(flipped[:, 0] > 0.5, expected) > 0.9
+    angle = torch.tensor([math.radians(25)])
+    rotated, rotated_label = rotate_images_and_viewpoints(image, viewpoint, angle)
+    expected = render_viewpoints([obj], rotated_label)[0].mask
+    assert mask_iou(rotated[:, 0] > 0.5, expected) > 0.85
+    wrong = render_viewpoints([obj], rotate_images_and_viewpoints(image, viewpoint, -angle)[1])[0].mask
+    assert mask_iou(rotated[:, 0] > 0.5, wrong) < mask_iou(rotated[:, 0] > 0.5, expected)
+
+
+def tiny_options(**changes) -> Options:
+    base = dict(train_size=64, val_size=32, test_size=32, image_size=32, num_points=64, backbone_width=8,
+                cache=False, generate_workers=0, crd_negatives=16)
+    base.update(changes)
+    return Options(**base)
+
+
+def fit(options: Options, run_dir: Path) -> dict[str, float]:
+    cfg = TrainConfig(epochs=1, batch_size=16, monitor="val/acc_pi6", log_every=1)
+    task = build_task(options, seed=0)
+    result = Trainer(cfg, run_dir, seed=0, progress=False,
+                     config_dump={"method": "pose_ckd", "options": options.model_dump(mode="json")}).fit(task)
+    assert all(math.isfinite(v) for v in result.step_losses)
+    return result.last_metrics
+
+
+def test_teacher_then_students_end_to_end(tmp_path: Path) -> None:
+    metrics = fit(tiny_options(stage="teacher"), tmp_path / "teacher")
+    assert 0 <= metrics["acc_pi6"] <= 100 and 0 <= metrics["med_err"] <= 180
+    for representation in ("none", "kl", "infonce", "crd"):
+        options = tiny_options(stage="student", teacher_checkpoint=tmp_path / "teacher",
+                               representation=representation)
+        metrics = fit(options, tmp_path / f"student_{representation}")
+        assert "acc_pi6" in metrics
+    baseline = tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none")
+    assert "acc_pi6" in fit(baseline, tmp_path / "baseline")
+
+
+def test_distilled_student_needs_a_teacher() -> None:
+    with pytest.raises(ValueError, match="teacher_checkpoint is required"):
+        Options(stage="student")
