@@ -70,7 +70,8 @@ class MaterializedDataset(Dataset):
         self.keys, self.transform = tuple(keys), transform
         path = None
         if description is not None:
-            path = Path(cache_dir or default_cache_dir()) / f"{description.get('world', 'data')}-{cache_key(description)}.pt"
+            name = f"{description.get('world', 'data')}-{cache_key(description)}.pt"
+            path = Path(cache_dir or default_cache_dir()) / name
         if path is not None and path.is_file():
             self.tensors = torch.load(path, map_location="cpu", weights_only=True)
         else:
@@ -86,7 +87,9 @@ class MaterializedDataset(Dataset):
                   description: dict[str, Any] | None) -> dict[str, torch.Tensor]:
         loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         chunks: dict[str, list[torch.Tensor]] = {k: [] for k in self.keys}
-        label = f"generating {description.get('world', 'data')}/{description.get('split', '')}" if description else "generating"
+        label = "generating"
+        if description:
+            label += f" {description.get('world', 'data')}/{description.get('split', '')}"
         with tqdm(total=len(source), desc=label, unit="sample", disable=not progress, leave=False) as bar:
             for batch in loader:
                 for key in self.keys:

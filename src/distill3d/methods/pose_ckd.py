@@ -225,8 +225,9 @@ class PoseCKDTask:
         points, viewpoint = rotate_shapes_in_azimuth(points, viewpoint, delta)
         heads, fused, projected = model(images, points)
         task = viewpoint_task_loss(heads, viewpoint)
-        contrast = InfoNCELoss(o.contrastive_temperature, duplicate_positive=o.teacher_official_infonce,
-                               target_dropout=0.3 if o.teacher_official_infonce else 0.0)(projected.float(), fused.float())
+        infonce = InfoNCELoss(o.contrastive_temperature, duplicate_positive=o.teacher_official_infonce,
+                              target_dropout=0.3 if o.teacher_official_infonce else 0.0)
+        contrast = infonce(projected.float(), fused.float())
         return {"loss": task + o.contrastive_weight * contrast, "task": task, "contrastive": contrast}
 
     def _student_step(self, model: nn.Module, images: torch.Tensor, viewpoint: torch.Tensor, points: torch.Tensor,
@@ -240,7 +241,8 @@ class PoseCKDTask:
             with torch.no_grad():
                 teacher_heads, _, teacher_projected = self.teacher(images, points)
             if o.logit_weight > 0:
-                logit = sum(logit_kd_loss(heads[k].float(), teacher_heads[k].float(), o.kd_temperature) for k in heads)
+                logit = sum(logit_kd_loss(heads[k].float(), teacher_heads[k].float(), o.kd_temperature)
+                            for k in heads)
                 loss = loss + o.logit_weight * logit
                 out["logit_kd"] = logit
             representation = self._representation_loss(model, projected.float(), teacher_projected.float(), index)

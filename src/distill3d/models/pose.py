@@ -14,6 +14,8 @@ same classes serve the CPU-sized benchmark (narrow ResNet at 64 px) and the pape
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -24,7 +26,7 @@ from distill3d.models.pointnet import PointNetEncoder
 def mlp(sizes: list[int], final_activation: nn.Module | None = None) -> nn.Sequential:
     """Linear → BatchNorm → ReLU between the given sizes; the last layer is plain Linear (+ final_activation)."""
     layers: list[nn.Module] = []
-    for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (c_in, c_out) in enumerate(pairwise(sizes)):
         last = i == len(sizes) - 2
         layers.append(nn.Linear(c_in, c_out, bias=last))
         if not last:
