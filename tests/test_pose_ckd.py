@@ -141,3 +141,52 @@ def test_teacher_then_students_end_to_end(tmp_path: Path) -> None:
 def test_distilled_student_needs_a_teacher() -> None:
     with pytest.raises(ValueError, match="teacher_checkpoint is required"):
         Options(stage="student")
+
+
+@pytest.fixture(scope="module")
+def trained_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny baseline student run (no teacher needed)."""
+    run = tmp_path_factory.mktemp("student")
+    fit(tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none"), run)
+    return run
+
+
+def test_export_torchscript_and_onnx_reproduce_the_student(trained_student: Path, tmp_path: Path) -> None:
+    from distill3d.engine.checkpoint import load_checkpoint
+    from distill3d.methods.pose_ckd import ViewpointPredictor, export, load_student
+
+    state = load_checkpoint(trained_student / "best.pt")
+    student, options = load_student(state)
+    images = torch.rand(3, 3, options.image_size, options.image_size)
+    with torch.no_grad():
+        expected = ViewpointPredictor(student)(images)
+    scripted = torch.jit.load(str(export(state, tmp_path / "m.pt", "torchscript")))
+    assert torch.allclose(scripted(images), expected, atol=1e-6)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(export(state, tmp_path / "m.onnx", "onnx")))
+    (output,) = session.run(None, {"images": images.numpy()})
+    assert np.allclose(output, expected.numpy(), atol=1e-4)
+
+
+def test_predict_writes_annotated_images_and_refuses_teachers(trained_student: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from distill3d.cli.main import main
+    from distill3d.data.worlds.shapes import ShapesViewpointDataset
+
+    image = ShapesViewpointDataset("test", 1, image_size=32, with_points=False)[0]["image"]
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "chair.png")
+    with pytest.raises(SystemExit) as finished:  # click exits when done
+        main(["predict", str(trained_student), str(tmp_path / "chair.png"), "--out-dir", str(tmp_path / "out")])
+    assert finished.value.code == 0
+    assert (tmp_path / "out" / "chair_viewpoint.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_teacher_checkpoint_cannot_be_exported(tmp_path: Path) -> None:
+    from distill3d.engine.checkpoint import load_checkpoint
+    from distill3d.errors import Distill3dError
+    from distill3d.methods.pose_ckd import export
+
+    fit(tiny_options(stage="teacher", train_size=32), tmp_path / "teacher")
+    with pytest.raises(Distill3dError, match="teacher checkpoint"):
+        export(load_checkpoint(tmp_path / "teacher" / "last.pt"), tmp_path / "x.pt", "torchscript")

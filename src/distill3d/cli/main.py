@@ -192,6 +192,47 @@ def kitti_eval(
     _echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
 
 
+def _method_of_checkpoint(checkpoint: Path, capability: str) -> tuple[Any, dict[str, Any], Path]:
+    """(method module, checkpoint state, checkpoint path), checking the method offers ``capability``."""
+    from distill3d.cli.methods import load_method
+    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    name = state.get("config", {}).get("method")
+    if name is None:
+        raise Distill3dError(f"{path}: checkpoint has no run config (not written by distill3d train)")
+    method = load_method(name)
+    if not hasattr(method, capability):
+        raise Distill3dError(f"method '{name}' does not offer {capability}")
+    return method, state, path
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="run folder or checkpoint of a trained model")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    out_dir: Annotated[Path, typer.Option(help="where the annotated images go")] = Path("predictions"),
+) -> None:
+    """Predict on images: draw the prediction on each image and print it."""
+    method, state, _ = _method_of_checkpoint(checkpoint, "predict")
+    for line in method.predict(state, list(images), out_dir):
+        _echo(line)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="run folder or checkpoint of a trained model")],
+    export_format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "torchscript",
+    out: Annotated[Path | None, typer.Option(help="output file (default: next to the checkpoint)")] = None,
+) -> None:
+    """Export the deployable model (e.g. the image-only student) as TorchScript or ONNX."""
+    method, state, path = _method_of_checkpoint(checkpoint, "export")
+    suffix = ".onnx" if export_format == "onnx" else ".torchscript.pt"
+    target = out or path.with_name(path.stem + suffix)
+    _echo(f"written: {method.export(state, target, export_format)}")
+
+
 world_app = typer.Typer(help="The built-in procedural worlds: preview and export.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 WORLDS = ("shapes", "hands", "road")

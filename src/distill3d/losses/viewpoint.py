@@ -36,14 +36,15 @@ class ViewpointBins:
 
     def to_label_space(self, viewpoint: torch.Tensor) -> torch.Tensor:
         """Pascal3D+ (azimuth, elevation, inplane) radians (B, 3) → label-space degrees (B, 3)."""
-        deg = torch.rad2deg(viewpoint)
+        deg = viewpoint * (180 / math.pi)
         return torch.stack([torch.remainder(360 - deg[:, 0], 360), (deg[:, 1] + 90).clamp(0, 180 - 1e-6),
                             torch.remainder(deg[:, 2] + 180, 360)], dim=1)
 
     def from_label_space(self, label_deg: torch.Tensor) -> torch.Tensor:
         """Label-space degrees (B, 3) → Pascal3D+ radians (B, 3): azimuth [0, 2π), elevation, inplane [−π, π)."""
         azimuth = torch.remainder(360 - label_deg[:, 0], 360)
-        return torch.deg2rad(torch.stack([azimuth, label_deg[:, 1] - 90, label_deg[:, 2] - 180], dim=1))
+        # (plain multiplications: deg2rad has no ONNX export)
+        return torch.stack([azimuth, label_deg[:, 1] - 90, label_deg[:, 2] - 180], dim=1) * (math.pi / 180)
 
     def encode(self, viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Viewpoints (B, 3) radians → (bin indices (B, 3) int64, offsets δ (B, 3) in [−0.5, 0.5))."""

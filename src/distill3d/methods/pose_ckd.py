@@ -304,3 +304,79 @@ def load_teacher(path: Path) -> PoseTeacher:
 
 def build_task(options: Options, seed: int) -> PoseCKDTask:
     return PoseCKDTask(options, seed)
+
+
+# ------------------------------------------------------------------------------------- deployment
+class ViewpointPredictor(nn.Module):
+    """The deployable image-only model: images (B, 3, S, S) in [0, 1] → viewpoints (B, 3) radians."""
+
+    def __init__(self, student: PoseStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.student.predict(images)
+
+
+def load_student(state: dict[str, Any]) -> tuple[PoseStudent, Options]:
+    """The image-only student of a stage-2 checkpoint state (as read by ``load_checkpoint``), in eval mode."""
+    options = Options.model_validate(state.get("config", {}).get("options", {}))
+    if options.stage != "student":
+        raise Distill3dError("this is a stage-1 teacher checkpoint: it needs a shape as input; "
+                             "predict and export take an image-only student (options.stage: student)")
+    student = build_student(options)
+    prefix = "student."
+    student.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)})
+    return student.eval(), options
+
+
+def predict(state: dict[str, Any], image_paths: list[Path], out_dir: Path) -> list[str]:
+    """Predict the viewpoint of the object in each image; write ``<name>_viewpoint.png`` with the axes drawn.
+
+    Images are resized (longer side) to the training size and zero-padded, as the training crops. Axes are drawn
+    with the shapes world's camera (focal 1.1·size, object 3 units away): x red, y green, z (up) blue.
+    """
+    from distill3d.data.worlds.shapes import ShapesWorld, intrinsics, viewpoint_extrinsics
+    from distill3d.viz import draw_pose_axes, load_image, save_image, to_pil
+
+    student, options = load_student(state)
+    size = options.image_size
+    images = torch.stack([load_image(path, size) for path in image_paths])
+    with torch.no_grad():
+        viewpoints = student.predict(images).double()
+    K = intrinsics(ShapesWorld.focal_factor * size, (size - 1) / 2, (size - 1) / 2)[0]
+    lines = []
+    for path, image, viewpoint in zip(image_paths, images, viewpoints, strict=True):
+        R, t = viewpoint_extrinsics(*viewpoint.tolist(), 3.0)
+        picture = draw_pose_axes(to_pil(image, 4), K, R[0], t[0], zoom=4)
+        written = save_image(picture, Path(out_dir) / f"{Path(path).stem}_viewpoint.png")
+        a, e, th = torch.rad2deg(viewpoint).tolist()
+        lines.append(f"{path}: azimuth {a:.1f}°, elevation {e:.1f}°, in-plane {th:.1f}° → {written}")
+    return lines
+
+
+def export(state: dict[str, Any], out: Path, export_format: str) -> Path:
+    """Write the image-only student as TorchScript (``.pt``) or ONNX (``.onnx``); input (B, 3, S, S) in [0, 1]."""
+    import io
+
+    from distill3d.files import atomic_write_bytes
+
+    student, options = load_student(state)
+    predictor = ViewpointPredictor(student).eval()
+    example = torch.rand(2, 3, options.image_size, options.image_size)
+    buffer = io.BytesIO()
+    if export_format == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(predictor, example)
+        torch.jit.save(traced, buffer)
+    elif export_format == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise Distill3dError("ONNX export needs the 'onnx' package: pip install 'distill3d[export]'") from None
+        torch.onnx.export(predictor, (example,), buffer, input_names=["images"], output_names=["viewpoint"],
+                          dynamic_axes={"images": {0: "batch"}, "viewpoint": {0: "batch"}}, dynamo=False)
+    else:
+        raise Distill3dError(f"unknown export format '{export_format}' (torchscript or onnx)")
+    atomic_write_bytes(out, buffer.getvalue())
+    return Path(out)

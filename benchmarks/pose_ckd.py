@@ -1,0 +1,189 @@
+"""Pose CKD benchmark on the shapes world: teacher, baseline student, and three distilled students.
+
+Variants (every student has the same architecture, data, augmentation and budget):
+
+- ``teacher``: stage 1, image + shape point cloud, task loss + 0.5·InfoNCE(proj(image), fused);
+- ``student (no KD)``: image-only, task loss only;
+- ``student + logit KD``: 0.25·task + 0.75·Σ_heads KL(teacher ‖ student);
+- ``student + logit + InfoNCE repr. KD``: the above + 0.75·InfoNCE(student proj, teacher proj) — the paper's
+  contrastive KD;
+- ``student + logit + CRD``: the above with CRD (memory bank) instead of in-batch InfoNCE.
+
+Training on the 12 seen categories; model selection (best epoch) by mean Acc@π/6 on the *validation* split of
+seen categories; reported on held-out test images of seen and of the 4 unseen categories. Run:
+``python -m benchmarks.pose_ckd`` (≈30 min on 2 cores) or ``--quick`` (≈2 min, a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import RESULTS, write_report
+from distill3d.engine.checkpoint import load_checkpoint
+from distill3d.engine.config import TrainConfig
+from distill3d.engine.logging import read_metrics
+from distill3d.engine.trainer import Trainer
+from distill3d.methods.pose_ckd import Options, PoseCKDTask, build_task
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    changes: dict
+
+
+STUDENTS = [
+    Variant("baseline", "student (no KD)", {"task_weight": 1.0, "logit_weight": 0.0, "representation": "none"}),
+    Variant("logit", "student + logit KD", {"representation": "none"}),
+    Variant("infonce", "student + logit + InfoNCE repr. KD", {"representation": "infonce"}),
+    Variant("crd", "student + logit + CRD", {"representation": "crd"}),
+]
+
+
+def train_variant(options: Options, epochs: int, run_dir: Path, seed: int, lr: float) -> dict[str, dict[str, float]]:
+    """Train one run, then evaluate its best (validation-selected) checkpoint on the test splits."""
+    config = TrainConfig(epochs=epochs, batch_size=32, optimizer={"name": "adamw", "lr": lr, "weight_decay": 5e-4},
+                         schedule={"name": "cosine", "warmup_epochs": 0.5}, precision="bf16", monitor="val/acc_pi6")
+    task: PoseCKDTask = build_task(options, seed)
+    trainer = Trainer(config, run_dir, seed=seed, progress=False,
+                      config_dump={"method": "pose_ckd", "seed": seed, "options": options.model_dump(mode="json")})
+    started = time.perf_counter()
+    trainer.fit(task)
+    elapsed = time.perf_counter() - started
+    best = load_checkpoint(run_dir / "best.pt")
+    model = task.build_model()
+    model.load_state_dict(best["model"])
+    results = {name: trainer.evaluate(task, model, dataset) for name, dataset in task.test_sets().items()}
+    results["meta"] = {"best_epoch": float(best["epoch"]), "train_seconds": elapsed}
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def plot(runs: Path, labels: dict[str, str], seeds: list[int], results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, label in labels.items():
+        per_seed = []
+        for seed in seeds:
+            rows = read_metrics(runs / f"{key}-seed{seed}" / "metrics.csv")
+            per_seed.append([v for _, _, m, v in rows if m == "val/acc_pi6"])
+        length = min(len(s) for s in per_seed)
+        mean = [statistics.mean(s[i] for s in per_seed) for i in range(length)]
+        curves.plot(range(1, length + 1), mean, marker="o", ms=3, label=label)
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("val Acc@π/6 (%), seen categories")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7)
+    keys = list(labels)
+    width = 0.38
+    for offset, split in ((-width / 2, "test_seen"), (width / 2, "test_unseen")):
+        values = [[r[split]["acc_pi6"] for r in results[k]] for k in keys]
+        means = [statistics.mean(v) for v in values]
+        errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        bars.bar([i + offset for i in range(len(keys))], means, width, yerr=errors, capsize=3,
+                 label=split.replace("test_", "") + " categories")
+    bars.set_xticks(range(len(keys)), [labels[k].replace("student ", "S ") for k in keys], rotation=20, ha="right",
+                    fontsize=7)
+    bars.set_ylabel("test Acc@π/6 (%)")
+    bars.legend(fontsize=7)
+    bars.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train-size", type=int, default=6000)
+    parser.add_argument("--teacher-epochs", type=int, default=6)
+    parser.add_argument("--student-epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one seed: a smoke test (~2 min)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench_pose_ckd"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.seeds, args.train_size, args.teacher_epochs, args.student_epochs = [0], 512, 2, 2
+    name = "pose_ckd_quick" if args.quick else "pose_ckd"
+    shutil.rmtree(args.runs, ignore_errors=True)
+    held_out = max(240, args.train_size // 8)
+    base = dict(train_size=args.train_size, val_size=held_out, test_size=held_out, backbone_width=32, image_size=64,
+                num_points=512, crd_negatives=min(4096, args.train_size // 2))
+    labels = {"teacher": "teacher (image + shape)", **{v.key: v.label for v in STUDENTS}}
+    results: dict[str, list[dict]] = {k: [] for k in labels}
+    started = time.perf_counter()
+    for seed in args.seeds:
+        teacher_dir = args.runs / f"teacher-seed{seed}"
+        results["teacher"].append(train_variant(Options(stage="teacher", **base), args.teacher_epochs, teacher_dir,
+                                                seed, args.lr))
+        print(f"seed {seed} teacher: {results['teacher'][-1]}", flush=True)
+        for variant in STUDENTS:
+            options = Options(stage="student", teacher_checkpoint=teacher_dir, **{**base, **variant.changes})
+            results[variant.key].append(train_variant(options, args.student_epochs,
+                                                      args.runs / f"{variant.key}-seed{seed}", seed, args.lr))
+            print(f"seed {seed} {variant.key}: {results[variant.key][-1]}", flush=True)
+    total_minutes = (time.perf_counter() - started) / 60
+
+    plot_path = RESULTS / f"{name}.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(args.runs, labels, args.seeds, results, plot_path)
+    rows = ["| model | seen Acc@π/6 (%) ↑ | seen MedErr (°) ↓ | unseen Acc@π/6 (%) ↑ | unseen MedErr (°) ↓ | "
+            "best epoch | train time (s) |", "|---|---|---|---|---|---|---|"]
+    for key, label in labels.items():
+        runs = results[key]
+        cells = [mean_std([r[s][m] for r in runs])
+                 for s in ("test_seen", "test_unseen") for m in ("acc_pi6", "med_err")]
+        meta = [mean_std([r["meta"]["best_epoch"] for r in runs]), mean_std([r["meta"]["train_seconds"] for r in runs])]
+        rows.append(f"| {label} | " + " | ".join(cells + meta) + " |")
+    seeds_text = ", ".join(map(str, args.seeds))
+    body = f"""# Pose CKD on the shapes world
+
+Mean ± std over seeds {seeds_text} (each seed: its own world sample, initialisation and teacher). Acc@π/6 and
+MedErr are computed per category and averaged over categories (PoseFromShape protocol); 12 seen categories
+(training), 4 unseen categories (bed, guitar, rocket, stool; never seen in training). The best epoch of every run
+is chosen on the validation split of the seen categories; the test splits are used only for this table.
+
+{chr(10).join(rows)}
+
+![validation curves and test accuracy]({plot_path.name})
+
+Set-up: {args.train_size} training images (64×64, 12 seen categories), ResNet-18 width 32 (standard stem) image
+encoders, PointNet shape encoder (512 points), 200-d features; teacher {args.teacher_epochs} epochs, students
+{args.student_epochs} epochs; AdamW lr {args.lr}, cosine schedule, batch 32, bf16 autocast; augmentation:
+photometric jitter, box-jitter crop, flip, in-plane rotation. Loss weights as the official code (0.25 / 0.75 / 0.75;
+teacher 0.5·InfoNCE, τ = 0.1). Total wall time {total_minutes:.1f} min on this machine.
+
+Rotation-symmetric categories (bottle, cup: azimuth undefined) cap what any model can reach on them; they are
+counted like every other category, as Pascal3D+ counts its bottles.
+
+## Scaling to the real datasets
+The same method runs on Pascal3D+ / ObjectNet3D through `distill3d.data.pascal3d` / `distill3d.data.objectnet3d`
+(identical sample fields). The paper-scale recipe: `backbone: resnet50`, `backbone_width: 64`, `image_size: 224`,
+teacher 300 epochs (Adam lr 1e-4, weight decay 5e-4, ×0.1 at epoch 200, batch 160, 2,500 shape points), student
+60 epochs (×0.1 at epoch 44); on ObjectNet3D train on the 80 base categories and report the 20 novel ones. That is
+a GPU job: run it with `torchrun --nproc_per_node=N -m distill3d.cli.main train ...` on CUDA machines.
+"""
+    print(f"written: {write_report(name, body)}")
+
+
+if __name__ == "__main__":
+    main()
