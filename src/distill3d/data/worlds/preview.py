@@ -6,10 +6,35 @@
 * :func:`export_world` writes a dataset folder: ``road`` → the KITTI object layout
   (:func:`distill3d.data.worlds.road.export_kitti`); ``hands`` → the FreiHAND layout
   (``training/rgb/%08d.jpg``, ``training_xyz.json``, ``training_K.json``, ``training_scale.json``, from the
-  ``labelled`` split); ``shapes`` has no exporter yet.
+  ``labelled`` split); ``shapes`` → the ShapeNetPart layout (:mod:`distill3d.data.shapenetpart`) plus the
+  objects' renders for viewpoint estimation (below).
 
 Every file is written atomically and a dataset folder is assembled in a temporary sibling folder and renamed
 into place, so an error never leaves a half-written dataset behind.
+
+Shapes export
+-------------
+``n`` objects are split about 70 / 10 / 20 % into ``train`` / ``val`` / ``test`` (ShapeNetPart's proportions);
+object ``k`` of a split is sample ``k`` of the shapes world's split of that name (the same object as
+``ShapesPointCloudDataset(split, seed=seed)[k]`` and ``ShapesViewpointDataset(split, seed=seed)[k]``), with
+object id ``<split>_<k:06d>``.
+
+* Point clouds: :data:`SHAPES_EXPORT_POINTS` surface points with normals and global part ids (the shapes world's
+  51-part table, :data:`distill3d.data.worlds.shapes.PART_NAMES`), written by
+  :func:`distill3d.data.shapenetpart.write_shapenetpart` in the canonical frame (z up, front −y, inside the
+  unit sphere).  Categories get the synthetic synset ids :data:`SHAPES_SYNSETS` ("9001" + the 4-digit category
+  index, "90010000" airplane ... "90010015" table: WordNet noun offsets stay below 16 million, so they never
+  clash with a real synset), and ``distill3d.json`` carries the part table and the symmetry orders, so
+  :class:`distill3d.data.shapenetpart.ShapeNetPartDataset` reads the folder back with the world's own
+  category and part ids.
+* Renders: ``images/<object id>.png``, the object's ``ShapesViewpointDataset`` image (``image_size``, default
+  64×64: random viewpoint, background and distractors), and ``annotations.json`` =
+  ``{"convention": ..., "images": [record, ...]}`` with one record per image: ``image`` (path relative to the
+  folder), ``shape`` (the point-cloud entry ``shape_data/<synset>/<object id>``), ``split``, ``category``
+  (name), ``category_id`` (index in :data:`distill3d.data.worlds.shapes.CATEGORIES`), ``symmetry_order``,
+  the Pascal3D+ viewpoint in **degrees** ``azimuth`` [0, 360), ``elevation``, ``theta`` (in-plane), ``distance``
+  (object units; the object's half-diagonal is 1), ``K`` (3×3 pixel intrinsics) and ``bbox`` (x1, y1, x2, y2:
+  inclusive pixel bounds of the object's visible pixels).
 """
 
 from __future__ import annotations
@@ -19,23 +44,38 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from distill3d.data.shapenetpart import write_shapenetpart
 from distill3d.data.worlds.hands import FINGERS, PARENTS, hand_batch
 from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitti, image_projection, road_frames
+from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
+from distill3d.files import atomic_directory
 from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
 
-__all__ = ["WORLDS", "contact_sheet", "export_world"]
+__all__ = ["SHAPES_EXPORT_POINTS", "SHAPES_SYNSETS", "WORLDS", "contact_sheet", "export_world"]
 
 WORLDS = ("shapes", "hands", "road")
 _FINGER_COLORS = ((230, 60, 60), (240, 200, 40), (60, 200, 80), (60, 140, 240), (200, 80, 220))
 _CLASS_COLORS = ((255, 60, 60), (60, 230, 60), (80, 160, 255))
 _AXIS_COLORS = ((255, 50, 50), (50, 220, 50), (60, 120, 255))
 _PAD = 4
+SHAPES_SYNSETS: dict[str, str] = {name: f"9001{index:04d}" for index, name in enumerate(CATEGORIES)}
+"""Synthetic synset id of each shapes-world category in the ShapeNetPart export ("90010000" ... "90010015")."""
+SHAPES_EXPORT_POINTS = 2048
+"""Points per object in the shapes world's ShapeNetPart export."""
+_SHAPES_SPLIT_FRACTIONS = {"val": 0.1, "test": 0.2}
+_VIEWPOINT_CONVENTION = (
+    "Pascal3D+ viewpoint in degrees: azimuth [0, 360) about the up axis (z), 0 = looking at the object's front "
+    "(-y side), 90 = its +x side; elevation above the horizontal; theta = in-plane rotation; distance from the "
+    "object centre in object units (half-diagonal 1). K: pixel intrinsics (pixel centres at integers); bbox: "
+    "inclusive pixel bounds (x1, y1, x2, y2) of the visible object."
+)
 
 
 def _to_pil(image: torch.Tensor, zoom: int) -> Image.Image:
@@ -173,13 +213,87 @@ def _export_hands(out_dir: Path, n: int, seed: int, image_size: int, batch_size:
     return out_dir
 
 
+def _shapes_split_sizes(n: int) -> dict[str, int]:
+    """Objects per split of an ``n``-object export (about 70 / 10 / 20 %)."""
+    sizes = {split: round(fraction * n) for split, fraction in _SHAPES_SPLIT_FRACTIONS.items()}
+    return {"train": n - sum(sizes.values()), **sizes}
+
+
+def _shapes_batches(sizes: dict[str, int], batch_size: int) -> list[tuple[str, list[int]]]:
+    return [
+        (split, list(range(begin, min(begin + batch_size, count))))
+        for split, count in sizes.items()
+        for begin in range(0, count, batch_size)
+    ]
+
+
+def _shape_point_samples(
+    world: ShapesWorld, sizes: dict[str, int], batch_size: int
+) -> Iterator[dict[str, str | torch.Tensor]]:
+    """The export's point-cloud samples, one dict per object, in the layout write_shapenetpart takes."""
+    for split, indices in _shapes_batches(sizes, batch_size):
+        batch = world.point_cloud_batch(split, indices)
+        for row, index in enumerate(indices):
+            yield {"split": split, "object_id": f"{split}_{index:06d}",
+                   **{key: batch[key][row] for key in ("points", "normals", "part_labels", "category",
+                                                       "symmetry_order")}}  # fmt: skip
+
+
+def _viewpoint_record(batch: dict[str, torch.Tensor], row: int, split: str, index: int) -> dict[str, object]:
+    """annotations.json record of one render (see the module docstring)."""
+    object_id = f"{split}_{index:06d}"
+    category = CATEGORIES[int(batch["category"][row])]
+    azimuth, elevation, theta = np.degrees(batch["viewpoint"][row].double().numpy())
+    rows, columns = np.nonzero(batch["mask"][row].numpy())
+    bbox = [int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())] if len(rows) else None
+    return {
+        "image": f"images/{object_id}.png",
+        "shape": f"shape_data/{SHAPES_SYNSETS[category]}/{object_id}",
+        "split": split,
+        "category": category,
+        "category_id": int(batch["category"][row]),
+        "symmetry_order": int(batch["symmetry_order"][row]),
+        "azimuth": round(float(azimuth) % 360.0, 6),
+        "elevation": round(float(elevation), 6),
+        "theta": round(float(theta), 6),
+        "distance": round(float(batch["distance"][row]), 6),
+        "K": np.round(batch["K"][row].double().numpy(), 4).tolist(),
+        "bbox": bbox,
+    }
+
+
+def _export_shapes(
+    out_dir: Path, n: int, seed: int, image_size: int, n_points: int = SHAPES_EXPORT_POINTS, batch_size: int = 64
+) -> Path:
+    """The shapes world as a ShapeNetPart folder plus renders and annotations.json (module docstring)."""
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists")
+    world = ShapesWorld(image_size=image_size, n_points=n_points, seed=seed)
+    sizes = _shapes_split_sizes(n)
+    part_table = {name: category_part_ids(name) for name in CATEGORIES}
+    with atomic_directory(out_dir) as staging:
+        write_shapenetpart(staging, _shape_point_samples(world, sizes, batch_size), SHAPES_SYNSETS, part_table)
+        (staging / "images").mkdir()
+        records = []
+        for split, indices in _shapes_batches(sizes, batch_size):
+            batch = world.viewpoint_batch(split, indices, with_points=False)
+            for row, index in enumerate(indices):
+                record = _viewpoint_record(batch, row, split, index)
+                _atomic_save(_to_pil(batch["image"][row], 1), staging / str(record["image"]))
+                records.append(record)
+        _write_json(staging / "annotations.json", {"convention": _VIEWPOINT_CONVENTION, "images": records})
+    return out_dir
+
+
 def export_world(
     world: str, out_dir: str | os.PathLike, n: int, seed: int = 0, image_size: int | tuple[int, int] | None = None
 ) -> Path:
     """Write ``n`` samples of ``world`` as a dataset folder in the real dataset's format; returns ``out_dir``.
 
     road → KITTI object layout (default full 375×1242 images); hands → FreiHAND layout (default 224×224
-    images, the ``labelled`` split).  ``out_dir`` must not exist yet.
+    images, the ``labelled`` split); shapes → ShapeNetPart layout with :data:`SHAPES_EXPORT_POINTS` points per
+    object, plus ``images/`` (default 64×64) and ``annotations.json`` (module docstring).  ``out_dir`` must not
+    exist yet.
     """
     out_dir = Path(out_dir)
     if world == "road":
@@ -188,6 +302,5 @@ def export_world(
     if world == "hands":
         return _export_hands(out_dir, n, seed, 224 if image_size is None else int(image_size))  # type: ignore[arg-type]
     if world == "shapes":
-        # TODO(shapes engineer): a Pascal3D+/ModelNet-style exporter belongs in distill3d.data.worlds.shapes.
-        raise NotImplementedError("the shapes world has no dataset exporter yet")
+        return _export_shapes(out_dir, n, seed, 64 if image_size is None else int(image_size))  # type: ignore[arg-type]
     raise ValueError(f"world must be one of {WORLDS}, got {world!r}")

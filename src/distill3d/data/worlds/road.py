@@ -46,7 +46,8 @@ blurred discontinuities, noise growing with distance): SKD-WM3D takes its depth 
 from ground truth.
 
 Speed (2 shared CPU cores, 96×320, 1 ray/pixel, amodal silhouettes included): ≈60 frames/s for
-:func:`road_frames`, ≈25 frames/s through :class:`RoadDataset` (with the depth estimate); 2×2 anti-aliasing
+:func:`road_frames`, a few % less through :class:`RoadDataset` (its depth estimate is vectorised over the batch
+and adds ≈1.5 ms per frame; ``benchmarks/world_speed.py`` measures both); 2×2 anti-aliasing
 (``RoadConfig(samples_per_side=2)``) ≈20 frames/s; full-size 375×1242 export ≈2-3 frames/s.
 """
 
@@ -759,9 +760,40 @@ def road_frame(split: str, index: int, seed: int = 0, config: RoadConfig = RoadC
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, H, W) images, borders replicated; kernel radius ``max(1, ⌈2.5σ⌉)`` px.
+
+    Written as a sum of shifted slices: a single-channel ``conv2d`` is several times slower on CPU, and
+    element-wise sums give every frame the same result whatever the batch it is in.
+    """
+    radius = max(1, math.ceil(2.5 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    weights = (kernel / kernel.sum()).tolist()
+    height, width = image.shape[-2:]
+    padded = F.pad(image[:, None], (radius, radius, radius, radius), mode="replicate")[:, 0]
+    rows = padded[:, :, :width] * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        rows.add_(padded[:, :, offset : offset + width], alpha=weight)
+    out = rows[:, :height] * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        out.add_(rows[:, offset : offset + height], alpha=weight)
+    return out
+
+
+def _estimate_draws(
+    rng: np.random.Generator, count: int, height: int, width: int, scale_error: float, distortion: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The random numbers of ``count`` frames in draw order: scale (count,), grid (count, 3, 5), noise (count, H, W)."""
+    scale = 1.0 + np.clip(rng.normal(0.0, scale_error, count), -2 * scale_error, 2 * scale_error)
+    grid = rng.normal(0.0, distortion, (count, 3, 5))
+    noise = rng.standard_normal((count, height, width)).astype(np.float32)
+    return scale, grid, noise
+
+
 def estimated_depth(
     true_depth: torch.Tensor,
-    seed: int | np.random.Generator,
+    seed: int | np.random.Generator | Sequence[np.random.Generator],
     scale_error: float = 0.04,
     distortion: float = 0.03,
     blur_pixels: float = 1.5,
@@ -777,30 +809,33 @@ def estimated_depth(
     up-sampling of a 3×5 grid of N(0, distortion) values), discontinuities smeared by a Gaussian blur of
     ``blur_pixels`` (in inverse depth, like a network's output), and per-pixel noise ``n ~ N(0, σ(z))`` with
     ``σ(z) = noise_at_zero + noise_per_metre · z`` (larger far away).  Sky / invalid pixels get ``max_depth``;
-    the result lies in ``(0, max_depth]``.  Deterministic given ``seed`` (an int or a numpy generator).
+    the result lies in ``(0, max_depth]``.  Deterministic given ``seed``: an int or a numpy generator (one
+    stream for the batch), or one generator per frame (frame b then gets exactly what a call on frame b alone
+    with generator b gives, so a batch is estimated in one vectorised pass without tying frames together).
     """
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng([WORLD_ID, 99, int(seed)])
     depth = true_depth if true_depth.dim() == 3 else true_depth[None]
     batch, height, width = depth.shape
+    if isinstance(seed, Sequence):
+        if len(seed) != batch:
+            raise ValueError(f"got {len(seed)} generators for {batch} depth maps")
+        draws = [_estimate_draws(rng, 1, height, width, scale_error, distortion) for rng in seed]
+        scale, grid, noise = (np.concatenate(parts) for parts in zip(*draws, strict=True))
+    else:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng([WORLD_ID, 99, int(seed)])
+        scale, grid, noise = _estimate_draws(rng, batch, height, width, scale_error, distortion)
     depth = depth.to(torch.float32)
-    valid = depth > 0
-    filled = torch.where(valid, depth, torch.full_like(depth, max_depth)).clamp(max=max_depth)
+    filled = torch.where(depth > 0, depth, torch.full_like(depth, max_depth)).clamp(max=max_depth)
     inverse = 1.0 / filled
     if blur_pixels > 0:
-        radius = max(1, math.ceil(2.5 * blur_pixels))
-        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        kernel = torch.exp(-0.5 * (taps / blur_pixels) ** 2)
-        kernel = kernel / kernel.sum()
-        padded = F.pad(inverse[:, None], (radius, radius, radius, radius), mode="replicate")
-        inverse = F.conv2d(F.conv2d(padded, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))[:, 0]
+        inverse = _gaussian_blur(inverse, blur_pixels)
     blurred = 1.0 / inverse
-    scale = 1.0 + np.clip(rng.normal(0.0, scale_error, batch), -2 * scale_error, 2 * scale_error)
-    grid = torch.from_numpy(rng.normal(0.0, distortion, (batch, 1, 3, 5)).astype(np.float32))
-    field_ = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=True)[:, 0]
+    grid_t = torch.from_numpy(grid[:, None].astype(np.float32))
+    field_ = F.interpolate(grid_t, size=(height, width), mode="bicubic", align_corners=True)[:, 0]
     sigma = noise_at_zero + noise_per_metre * blurred
-    noise = torch.from_numpy(rng.standard_normal((batch, height, width)).astype(np.float32)) * sigma
     scale_t = torch.from_numpy(scale.astype(np.float32))[:, None, None]
-    estimate = (scale_t * (1.0 + field_) * blurred * (1.0 + noise)).clamp(min=1e-3, max=max_depth)
+    estimate = (scale_t * (1.0 + field_) * blurred * (1.0 + torch.from_numpy(noise) * sigma)).clamp(
+        min=1e-3, max=max_depth
+    )
     return estimate if true_depth.dim() == 3 else estimate[0]
 
 
@@ -824,8 +859,8 @@ class RoadDataset(Dataset):
 
     :meth:`collate` stacks the fixed-size entries and keeps the per-object ones as lists.  Batched access
     (``__getitems__``, used by DataLoader) renders the whole batch in one call.
-    Speed on 2 shared CPU cores at 96×320, 1 ray/pixel, batches of 64: ≈25 frames/s including the depth
-    estimate (``python -m distill3d.data.worlds.road``).
+    Speed on 2 shared CPU cores at 96×320, 1 ray/pixel, batches of 64: a few % below :func:`road_frames`, the
+    depth estimate (one vectorised call per batch) included (``python -m distill3d.data.worlds.road``).
     """
 
     _variable = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare")
@@ -855,14 +890,15 @@ class RoadDataset(Dataset):
             raise IndexError(f"index out of range for a dataset of {self.size} frames")
         frames = road_frames(self.split, indices, self.seed, self.config)
         P2_image = torch.from_numpy(image_projection(self.config.image_size)).float()
+        estimate_rngs = [np.random.default_rng([WORLD_ID, self.seed, SPLITS[self.split], i, 1]) for i in indices]
+        estimates = estimated_depth(torch.stack([frame.depth for frame in frames]), estimate_rngs)
         samples = []
-        for index, frame in zip(indices, frames, strict=True):
+        for index, frame, estimate in zip(indices, frames, estimates, strict=True):
             a = frame.annotations
-            estimate_rng = np.random.default_rng([WORLD_ID, self.seed, SPLITS[self.split], index, 1])
             samples.append({
                 "image": frame.image,
                 "depth": frame.depth,
-                "depth_estimate": estimated_depth(frame.depth, estimate_rng),
+                "depth_estimate": estimate,
                 "K": torch.from_numpy(frame.K).float(),
                 "P2_image": P2_image.clone(),
                 "P2": torch.from_numpy(frame.P2).float(),

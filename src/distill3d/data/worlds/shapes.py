@@ -29,10 +29,11 @@ category ids are indices into :data:`CATEGORIES` whatever subset a dataset uses.
 
 Speed (2 shared CPU cores, default 64×64, 1 ray/pixel, batches of 256; ``benchmarks/world_speed.py``):
 ≈550–650 viewpoint samples/s with 1024-point clouds, ≈0.8–1.1k without, ≈1.1k point-cloud
-samples/s, ≈200/s with the 12-view rig renders (the shared cores make these vary by ±30 %).  That is
-at or above the ≈500 samples/s a small CNN consumes on the same cores, so there is no cache;
-``DataLoader(num_workers=1)`` overlaps generation with training (one ≈400 samples/s worker)
-(datasets implement ``__getitems__``, so each worker renders a whole batch in one call).
+samples/s, ≈200/s with the 12-view rig renders (the shared cores make these vary by ±30 %).  Point
+clouds are generated on the fly (several times faster than training consumes them); rendered viewpoint
+splits that are reused over epochs are rendered once and cached by the methods
+(:class:`distill3d.data.cache.MaterializedDataset`; see ``benchmarks/results/world_speed.md``).
+Datasets implement ``__getitems__``, so a DataLoader worker renders a whole batch in one call.
 """
 
 from __future__ import annotations
