@@ -27,7 +27,7 @@ import numpy as np
 from distill3d.errors import DataFormatError, ShapeError
 from distill3d.files import atomic_write_text
 from distill3d.geometry.boxes3d import rotation_y_to_alpha
-from distill3d.metrics.kitti import METRICS, FrameAnnotations, KittiEvalResult, evaluate_kitti
+from distill3d.metrics.kitti import METRICS, FrameAnnotations, KittiEvalResult, coerce_annotation_arrays, evaluate_kitti
 
 __all__ = [
     "KittiCalib",
@@ -84,24 +84,7 @@ class KittiObjects:
 
     def __post_init__(self) -> None:
         self.type = np.asarray(self.type, dtype=str).reshape(-1)
-        n = self.type.shape[0]
-        for attribute, columns, dtype in (
-            ("truncated", None, np.float64),
-            ("occluded", None, np.int64),
-            ("alpha", None, np.float64),
-            ("bbox", 4, np.float64),
-            ("dimensions", 3, np.float64),
-            ("location", 3, np.float64),
-            ("rotation_y", None, np.float64),
-            ("score", None, np.float64),
-        ):
-            value = np.asarray(getattr(self, attribute), dtype=dtype)
-            expected = (n,) if columns is None else (n, columns)
-            if n == 0 and value.size == 0:
-                value = value.reshape(expected)
-            if value.shape != expected:
-                raise ShapeError(f"KittiObjects.{attribute} must have shape {expected}, got {value.shape}")
-            setattr(self, attribute, value)
+        coerce_annotation_arrays(self, self.type.shape[0])
 
     def __len__(self) -> int:
         return int(self.type.shape[0])

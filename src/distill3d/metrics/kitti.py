@@ -75,6 +75,34 @@ _NO_MATCH = -1
 # ----------------------------------------------------------------------------------------------------------
 
 
+ANNOTATION_ARRAYS: tuple[tuple[str, int | None, type], ...] = (
+    ("truncated", None, np.float64),
+    ("occluded", None, np.int64),
+    ("alpha", None, np.float64),
+    ("bbox", 4, np.float64),
+    ("dimensions", 3, np.float64),
+    ("location", 3, np.float64),
+    ("rotation_y", None, np.float64),
+    ("score", None, np.float64),
+)
+
+
+def coerce_annotation_arrays(annotations: object, n: int) -> None:
+    """Convert the per-object array attributes of ``annotations`` in place to (n,) / (n, k) float/int arrays.
+
+    Shared by :class:`FrameAnnotations` and ``distill3d.data.kitti_io.KittiObjects``; raises ShapeError naming
+    the class and attribute when a shape is wrong.
+    """
+    for attribute, columns, dtype in ANNOTATION_ARRAYS:
+        value = np.asarray(getattr(annotations, attribute), dtype=dtype)
+        expected = (n,) if columns is None else (n, columns)
+        if value.size == 0 and n == 0:
+            value = value.reshape(expected)
+        if value.shape != expected:
+            raise ShapeError(f"{type(annotations).__name__}.{attribute} must have shape {expected}, got {value.shape}")
+        setattr(annotations, attribute, value)
+
+
 @dataclass
 class FrameAnnotations:
     """Ground-truth labels or detections of one image, as numpy arrays (N = number of objects).
@@ -103,26 +131,7 @@ class FrameAnnotations:
 
     def __post_init__(self) -> None:
         self.name = np.asarray(self.name, dtype=str).reshape(-1)
-        n = self.name.shape[0]
-        for attribute, columns, dtype in (
-            ("truncated", None, np.float64),
-            ("occluded", None, np.int64),
-            ("alpha", None, np.float64),
-            ("bbox", 4, np.float64),
-            ("dimensions", 3, np.float64),
-            ("location", 3, np.float64),
-            ("rotation_y", None, np.float64),
-            ("score", None, np.float64),
-        ):
-            value = np.asarray(getattr(self, attribute), dtype=dtype)
-            expected = (n,) if columns is None else (n, columns)
-            if value.size == 0 and n == 0:
-                value = value.reshape(expected)
-            if value.shape != expected:
-                raise ShapeError(
-                    f"FrameAnnotations.{attribute} must have shape {expected}, got {value.shape}"
-                )
-            setattr(self, attribute, value)
+        coerce_annotation_arrays(self, self.name.shape[0])
 
     def __len__(self) -> int:
         return int(self.name.shape[0])

@@ -57,13 +57,11 @@ from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitt
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
 from distill3d.files import atomic_directory
 from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
+from distill3d.viz import CLASS_COLORS, draw_hand_skeleton, draw_pose_axes, save_image, to_pil, zoom_points
 
 __all__ = ["SHAPES_EXPORT_POINTS", "SHAPES_SYNSETS", "WORLDS", "contact_sheet", "export_world"]
 
 WORLDS = ("shapes", "hands", "road")
-_FINGER_COLORS = ((230, 60, 60), (240, 200, 40), (60, 200, 80), (60, 140, 240), (200, 80, 220))
-_CLASS_COLORS = ((255, 60, 60), (60, 230, 60), (80, 160, 255))
-_AXIS_COLORS = ((255, 50, 50), (50, 220, 50), (60, 120, 255))
 _PAD = 4
 SHAPES_SYNSETS: dict[str, str] = {name: f"9001{index:04d}" for index, name in enumerate(CATEGORIES)}
 """Synthetic synset id of each shapes-world category in the ShapeNetPart export ("90010000" ... "90010015")."""
@@ -78,33 +76,11 @@ _VIEWPOINT_CONVENTION = (
 )
 
 
-def _to_pil(image: torch.Tensor, zoom: int) -> Image.Image:
-    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    picture = Image.fromarray(array)
-    return picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
-
-
-def _zoomed(points: np.ndarray, zoom: int) -> np.ndarray:
-    """Pixel coordinates (pixel centres at integers) of the original image → of the zoomed image."""
-    return (np.asarray(points, np.float64) + 0.5) * zoom - 0.5
-
-
 def _hand_tiles(n: int, seed: int, zoom: int = 3) -> list[Image.Image]:
     batch = hand_batch("labelled", list(range(n)), seed, image_size=64)
-    tiles = []
-    finger_of = {joint: f for f, chain in enumerate(FINGERS.values()) for joint in chain}
-    for image, uv in zip(batch["image"], batch["joints_uv"].numpy(), strict=True):
-        tile = _to_pil(image, zoom)
-        draw = ImageDraw.Draw(tile)
-        points = _zoomed(uv, zoom)
-        for joint in range(1, len(PARENTS)):
-            a, b = points[PARENTS[joint]], points[joint]
-            draw.line([*a, *b], fill=_FINGER_COLORS[finger_of[joint]], width=2)
-        for joint, (u, v) in enumerate(points):
-            color = (255, 255, 255) if joint == 0 else _FINGER_COLORS[finger_of[joint]]
-            draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=color)
-        tiles.append(tile)
-    return tiles
+    fingers = list(FINGERS.values())
+    return [draw_hand_skeleton(to_pil(image, zoom), uv, PARENTS, fingers, zoom)
+            for image, uv in zip(batch["image"], batch["joints_uv"].numpy(), strict=True)]
 
 
 def _road_tiles(n: int, seed: int, zoom: int = 2) -> list[Image.Image]:
@@ -112,15 +88,15 @@ def _road_tiles(n: int, seed: int, zoom: int = 2) -> list[Image.Image]:
     projection = image_projection(config.image_size)
     tiles = []
     for frame in road_frames("train", list(range(n)), seed, config):
-        tile = _to_pil(frame.image, zoom)
+        tile = to_pil(frame.image, zoom)
         draw = ImageDraw.Draw(tile)
         a = frame.annotations
         if len(a):
             corners, _ = project_box3d_to_image(a.boxes3d, projection)
-            for box_corners, label in zip(_zoomed(corners, zoom), a.labels, strict=True):
+            for box_corners, label in zip(zoom_points(corners, zoom), a.labels, strict=True):
                 for i, j in BOX3D_EDGES:
                     if np.isfinite(box_corners[[i, j]]).all():
-                        draw.line([*box_corners[i], *box_corners[j]], fill=_CLASS_COLORS[int(label)], width=1)
+                        draw.line([*box_corners[i], *box_corners[j]], fill=CLASS_COLORS[int(label)], width=1)
         tiles.append(tile)
     return tiles
 
@@ -130,30 +106,12 @@ def _shape_tiles(n: int, seed: int, zoom: int = 3) -> list[Image.Image]:
 
     dataset = ShapesViewpointDataset("train", length=max(n, 1), seed=seed, with_points=False)
     batch = dataset.batch(list(range(n)))
-    axes = np.array([[0.0, 0.0, 0.0], [0.7, 0.0, 0.0], [0.0, 0.7, 0.0], [0.0, 0.0, 0.7]])
-    tiles = []
-    for image, K, R, t in zip(batch["image"], batch["K"], batch["R"], batch["t"], strict=True):
-        tile = _to_pil(image, zoom)
-        draw = ImageDraw.Draw(tile)
-        camera = axes @ R.double().numpy().T + t.double().numpy()
-        uv = camera @ K.double().numpy().T
-        points = _zoomed(uv[:, :2] / uv[:, 2:3], zoom)
-        for axis in range(3):
-            draw.line([*points[0], *points[axis + 1]], fill=_AXIS_COLORS[axis], width=2)
-        tiles.append(tile)
-    return tiles
+    return [draw_pose_axes(to_pil(image, zoom), K.double().numpy(), R.double().numpy(), t.double().numpy(), zoom)
+            for image, K, R, t in zip(batch["image"], batch["K"], batch["R"], batch["t"], strict=True)]
 
 
 def _atomic_save(image: Image.Image, path: Path, **options) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        image.save(temporary, format=options.pop("format", "PNG"), **options)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    save_image(image, path, **options)
 
 
 def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLike = "contact_sheet.png") -> Path:
@@ -279,7 +237,7 @@ def _export_shapes(
             batch = world.viewpoint_batch(split, indices, with_points=False)
             for row, index in enumerate(indices):
                 record = _viewpoint_record(batch, row, split, index)
-                _atomic_save(_to_pil(batch["image"][row], 1), staging / str(record["image"]))
+                _atomic_save(to_pil(batch["image"][row], 1), staging / str(record["image"]))
                 records.append(record)
         _write_json(staging / "annotations.json", {"convention": _VIEWPOINT_CONVENTION, "images": records})
     return out_dir
