@@ -22,11 +22,10 @@ class MetricLogger:
         self._tb = None
         if not enabled:
             return
+        kept = []
         if keep_until_epoch is not None and self.path.exists():
-            rows = [r for r in read_metrics(self.path) if r[0] <= keep_until_epoch]
-            self._write_rows(rows, mode="w")
-        elif not self.path.exists() or keep_until_epoch is None:
-            self._write_rows([], mode="w")
+            kept = [row for row in read_metrics(self.path) if row[0] <= keep_until_epoch]
+        self._write_rows(kept, mode="w")
         try:
             from torch.utils.tensorboard import SummaryWriter
 

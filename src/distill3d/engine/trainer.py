@@ -127,12 +127,13 @@ class Trainer:
             return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _loader(self, dataset: Any, sampler: Any, batch_size: int, shuffle_free: bool) -> DataLoader:
+    def _loader(self, dataset: Any, sampler: Any, batch_size: int) -> DataLoader:
+        """Training loader (with the distributed sampler, full batches only) or, without sampler, in order."""
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            shuffle=False if shuffle_free else None,
+            shuffle=False,
             drop_last=sampler is not None,
             num_workers=self.cfg.num_workers,
             persistent_workers=False,
@@ -181,7 +182,7 @@ class Trainer:
             seed=self.seed, drop_last=True,
         )
         per_rank_batch = cfg.batch_size // dist_info.world_size
-        train_loader = self._loader(train_set, sampler, per_rank_batch, shuffle_free=True)
+        train_loader = self._loader(train_set, sampler, per_rank_batch)
         steps_per_epoch = len(sampler) // per_rank_batch
         total_steps = steps_per_epoch * cfg.epochs
         params = [p for p in model.parameters() if p.requires_grad]
@@ -306,7 +307,7 @@ class Trainer:
 
     def evaluate(self, task: Task, model: nn.Module, dataset: Any) -> dict[str, float]:
         """Run ``task.evaluate`` on ``dataset`` with the model in eval mode, no gradients."""
-        loader = self._loader(dataset, None, self.cfg.batch_size, shuffle_free=True)
+        loader = self._loader(dataset, None, self.cfg.batch_size)
         was_training = model.training
         model.eval()
         device, channels_last = self.dist.device, self.cfg.channels_last
