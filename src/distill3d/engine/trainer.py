@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from distill3d.engine.allocator import tune_glibc_malloc
 from distill3d.engine.checkpoint import load_checkpoint, save_checkpoint
 from distill3d.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier
@@ -159,6 +160,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, task: Task, resume: bool = False) -> FitResult:
         cfg, dist_info = self.cfg, self.dist
+        tune_glibc_malloc()
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         if cfg.deterministic:
