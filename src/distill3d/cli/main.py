@@ -274,6 +274,7 @@ def world_export(
 
 
 DEMOS: dict[str, str] = {
+    "peclr": "PeCLR: equivariant pre-training → 2.5D hand pose fine-tuning vs supervised only (≈3 min)",
     "pose_ckd": "Pose CKD: teacher (image + shape), baseline and distilled image-only students (≈4 min)",
     "shapes": "PointNet shape classification on the procedural shapes world (≈30 s)",
 }
@@ -293,6 +294,11 @@ def demo(
         run_name = f"demo-shapes-{time.strftime('%Y%m%d-%H%M%S')}"
         train("demo_shape_classification", [f"name={run_name}", f"out_dir={out_dir}"], None, progress)
         _echo((out_dir / run_name / "report.md").read_text())
+        return
+    if name == "peclr":
+        from distill3d.methods.peclr import run_demo
+
+        _echo(run_demo(out_dir, progress))
         return
     from distill3d.cli import demos
 

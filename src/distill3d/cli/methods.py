@@ -20,6 +20,7 @@ from types import ModuleType
 from distill3d.errors import ConfigError
 
 METHOD_MODULES: dict[str, str] = {
+    "peclr": "distill3d.methods.peclr",
     "pose_ckd": "distill3d.methods.pose_ckd",
     "shape_classification": "distill3d.methods.shape_classification",
 }

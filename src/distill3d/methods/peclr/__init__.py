@@ -1,0 +1,59 @@
+"""PeCLR: equivariant contrastive pre-training and fine-tuning for 3D hand pose from monocular RGB.
+
+Spurr, Dahiya et al., "Self-Supervised 3D Hand Pose Estimation from monocular RGB via Contrastive Learning",
+ICCV 2021 (official code: dahiyaaneesh/peclr; fine-tuning code never released, rebuilt here from the paper,
+its predecessor repository and Iqbal et al. 2018). Two ``distill3d train`` runs:
+
+**Stage 1** (``options.stage: pretrain``): encoder (ResNet, global pool) → projection head
+Linear→BN→ReLU→Linear(→128, no bias). Two views per image, each with its own geometric transform (rotation
+about the crop centre, crop jitter, zoom; kornia, matrices recorded) and appearance transform (colour jitter,
+grayscale, blur; not undone). ``objective: peclr`` reads the normalised projection as 64 points, undoes each
+view's translation and rotation on them (:mod:`~distill3d.methods.peclr.equivariance`), re-normalises and
+applies NT-Xent (τ = 0.5); ``objective: simclr`` skips the undo. Under DDP the negatives come from all processes
+(``all_gather_with_grad``). Optimiser: the engine's Adam, optionally wrapped in LARS (``lars: true``); lr scaled
+by √batch in the recipes (:func:`scaled_learning_rate`); warm-up + cosine from ``train.schedule``.
+
+**Stage 2** (``options.stage: finetune``): the encoder (from ``pretrained_checkpoint``, or random for the
+supervised-only baseline) + a linear 2.5D head: per joint (u, v) px and z_rel = (Z − Z_root)/s;
+``L = L1(uv) + 5·L1(z_rel)``; full fine-tuning or a frozen encoder. 3D via the closed-form root depth
+(:mod:`distill3d.geometry.hand25d`). Metrics (val/test): PA-EPE and EPE (mm), AUC 0-50 mm aligned and
+unaligned, 2D error (px), as FreiHAND's evaluation.
+
+Data: the hands world (``dataset: hands``; unlabelled / labelled / val / test splits) or a FreiHAND download
+(``dataset: freihand``, ``freihand_root``; :mod:`distill3d.data.freihand`, which also writes ``pred.json``).
+"""
+
+from distill3d.methods.peclr.demo import predict, predict_hand, run_demo, train_run
+from distill3d.methods.peclr.equivariance import canonicalise_projections
+from distill3d.methods.peclr.lars import LARSWrapper, install_lars
+from distill3d.methods.peclr.task import (
+    FinetuneTask,
+    Options,
+    PretrainTask,
+    build_task,
+    evaluate_hand_pose,
+    normalise_images,
+    predict_xyz,
+    scaled_learning_rate,
+)
+
+DESCRIPTION = "PeCLR (Spurr, Dahiya et al. 2021): equivariant contrastive pre-training + 2.5D 3D hand pose fine-tuning"
+
+__all__ = [
+    "DESCRIPTION",
+    "FinetuneTask",
+    "LARSWrapper",
+    "Options",
+    "PretrainTask",
+    "build_task",
+    "canonicalise_projections",
+    "evaluate_hand_pose",
+    "install_lars",
+    "normalise_images",
+    "predict",
+    "predict_hand",
+    "predict_xyz",
+    "run_demo",
+    "scaled_learning_rate",
+    "train_run",
+]
