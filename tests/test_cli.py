@@ -107,3 +107,10 @@ def test_world_preview_writes_png(tmp_path: Path, world: str) -> None:
 def test_world_export_refuses_existing_folder(tmp_path: Path) -> None:
     result = run_cli("world", "export", "road", "--out", str(tmp_path), "--n", "1")
     assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_list_names_every_method_and_world() -> None:
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for name in ("pose_ckd", "peclr", "shape_classification", "shapes", "hands", "road", "pascal3d"):
+        assert name in result.stdout
