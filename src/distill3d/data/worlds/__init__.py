@@ -3,6 +3,9 @@
 * :mod:`~distill3d.data.worlds.render`: numba ray-caster over analytic primitives, surface sampling.
 * :mod:`~distill3d.data.worlds.shapes`: 16 part-based object categories (Pascal3D+ / ModelNet /
   ShapeNetPart stand-in) with viewpoint and point-cloud datasets.
+* :mod:`~distill3d.data.worlds.hands`: 21-joint hands (FreiHAND stand-in), :class:`HandsDataset`.
+* :mod:`~distill3d.data.worlds.road`: KITTI-like road scenes, :class:`RoadDataset`, KITTI export.
+* :mod:`~distill3d.data.worlds.preview`: contact sheets and dataset exports.
 """
 
 from distill3d.data.worlds.render import (
