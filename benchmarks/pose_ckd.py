@@ -112,7 +112,7 @@ def plot(runs: Path, labels: dict[str, str], seeds: list[int], results: dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train-size", type=int, default=6000)
+    parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--student-epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=2e-3)
