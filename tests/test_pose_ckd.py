@@ -190,3 +190,28 @@ def test_teacher_checkpoint_cannot_be_exported(tmp_path: Path) -> None:
     fit(tiny_options(stage="teacher", train_size=32), tmp_path / "teacher")
     with pytest.raises(Distill3dError, match="teacher checkpoint"):
         export(load_checkpoint(tmp_path / "teacher" / "last.pt"), tmp_path / "x.pt", "torchscript")
+
+
+def test_runs_on_a_real_format_pascal3d_tree(tmp_path: Path) -> None:
+    """The same task trains and evaluates on Pascal3D+ files (fixture tree in the real format)."""
+    from test_pascal3d import make_pascal_root
+
+    from distill3d.data.pascal3d import PASCAL3D_CATEGORIES
+
+    root = make_pascal_root(tmp_path / "PASCAL3D+_release1.1")
+    for name in PASCAL3D_CATEGORIES:  # the fixture annotates car and bus; the other classes are empty
+        for suffix in ("pascal", "imagenet"):
+            (root / "Annotations" / f"{name}_{suffix}").mkdir(parents=True, exist_ok=True)
+        split_list = root / "PASCAL/VOCdevkit/VOC2012/ImageSets/Main" / f"{name}_val.txt"
+        if not split_list.exists():
+            split_list.write_text("")
+    options = tiny_options(stage="teacher", dataset="pascal3d", data_root=root, validation_fraction=0.3)
+    task = build_task(options, seed=0)
+    assert len(task.train_set()) >= 2 and len(task.val_set()) >= 1
+    sample = task.train_set()[0]
+    assert sample["image"].shape == (3, 32, 32) and sample["points"].shape == (64, 3)
+    cfg = TrainConfig(epochs=1, batch_size=2, monitor="val/acc_pi6")
+    result = Trainer(cfg, tmp_path / "run", seed=0, progress=False).fit(task)
+    assert "acc_pi6" in result.last_metrics
+    with pytest.raises(ValueError, match="data_root is required"):
+        Options(dataset="objectnet3d")

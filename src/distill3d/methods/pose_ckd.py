@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from distill3d.data.augment import (
     box_jitter_crop,
@@ -62,12 +62,15 @@ class Options(BaseModel):
 
     stage: Literal["teacher", "student"] = "teacher"
     # data
-    dataset: Literal["shapes"] = "shapes"
+    dataset: Literal["shapes", "pascal3d", "objectnet3d"] = "shapes"
+    data_root: Path | None = Field(None, description="local dataset folder (pascal3d, objectnet3d)")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="real data: share of the training objects held out for model selection")
     image_size: int = Field(64, gt=0)
     num_points: int = Field(512, gt=0, description="teacher's shape point cloud size")
-    train_size: int = Field(8000, gt=0)
-    val_size: int = Field(800, gt=0)
-    test_size: int = Field(800, gt=0, description="images per test split (seen, unseen)")
+    train_size: int = Field(8000, gt=0, description="shapes world only (real data: the dataset's size)")
+    val_size: int = Field(800, gt=0, description="shapes world only")
+    test_size: int = Field(800, gt=0, description="shapes world only: images per test split (seen, unseen)")
     cache: bool = Field(True, description="render each split once into the disk cache ($DISTILL3D_CACHE)")
     generate_workers: int = Field(2, ge=0)
     # networks
@@ -102,6 +105,8 @@ class Options(BaseModel):
 
     @model_validator(mode="after")
     def _check_teacher(self) -> Options:
+        if self.dataset != "shapes" and self.data_root is None:
+            raise ValueError(f"options.data_root is required with dataset: {self.dataset}")
         needs_teacher = self.stage == "student" and (self.logit_weight > 0 or self.representation != "none")
         if needs_teacher and self.teacher_checkpoint is None:
             raise ValueError("options.teacher_checkpoint is required for a distilled student "
@@ -157,27 +162,54 @@ class PoseCKDTask:
         self._datasets: dict[tuple[str, str], Dataset] = {}
 
     # ------------------------------------------------------------------------------------------- data
-    def _dataset(self, split: str, categories: tuple[str, ...] | str, size: int, name: str) -> Dataset:
-        key = (split, name)
-        if key not in self._datasets:
-            o = self.options
-            source = ShapesViewpointDataset(split, size, categories, o.image_size, o.num_points, self.seed)
-            description = {"world": "shapes-viewpoint", "split": split, "size": size, "categories": categories,
-                           "image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
-            self._datasets[key] = MaterializedDataset(
-                source, SAMPLE_KEYS, description if o.cache else None, num_workers=o.generate_workers)
+    def _materialize(self, source: Dataset, description: dict[str, Any]) -> Dataset:
+        o = self.options
+        return MaterializedDataset(source, SAMPLE_KEYS, description if o.cache else None,
+                                   num_workers=o.generate_workers)
+
+    def _dataset(self, split: str, categories: str) -> Dataset:
+        """``split`` in train / val (model selection) / test; ``categories`` seen or unseen."""
+        key = (split, categories)
+        if key in self._datasets:
+            return self._datasets[key]
+        o = self.options
+        common = {"image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
+        if o.dataset == "shapes":
+            names = SEEN_CATEGORIES if categories == "seen" else UNSEEN_CATEGORIES
+            size = {"train": o.train_size, "val": o.val_size, "test": o.test_size}[split]
+            source: Dataset = ShapesViewpointDataset(split, size, names, o.image_size, o.num_points, self.seed)
+            description = {"world": "shapes-viewpoint", "split": split, "size": size, "categories": names, **common}
+        else:
+            source = self._real_dataset(split, categories)
+            description = {"world": o.dataset, "root": str(Path(o.data_root).resolve()), "split": split,
+                           "categories": categories, "validation_fraction": o.validation_fraction, **common}
+        self._datasets[key] = self._materialize(source, description)
         return self._datasets[key]
 
+    def _real_dataset(self, split: str, categories: str) -> Dataset:
+        """Pascal3D+ / ObjectNet3D: train and val are a fixed split of the training objects; test is the
+        benchmark's evaluation split (Pascal3D+ val, ObjectNet3D val — as PoseFromShape and StarMap report)."""
+        o = self.options
+        if o.dataset == "pascal3d":
+            from distill3d.data.pascal3d import Pascal3DDataset as RealDataset
+        else:
+            from distill3d.data.objectnet3d import ObjectNet3DDataset as RealDataset
+        common = {"image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
+        if split == "test":
+            return RealDataset(o.data_root, "val", categories, **common)
+        full = RealDataset(o.data_root, "train", categories, **common)
+        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(12345)).tolist()
+        n_val = max(1, round(o.validation_fraction * len(full)))
+        return Subset(full, sorted(order[:n_val] if split == "val" else order[n_val:]))
+
     def train_set(self) -> Dataset:
-        return self._dataset("train", SEEN_CATEGORIES, self.options.train_size, "seen")
+        return self._dataset("train", "seen")
 
     def val_set(self) -> Dataset:
-        return self._dataset("val", SEEN_CATEGORIES, self.options.val_size, "seen")
+        return self._dataset("val", "seen")
 
     def test_sets(self) -> dict[str, Dataset]:
-        size = self.options.test_size
-        return {"test_seen": self._dataset("test", SEEN_CATEGORIES, size, "seen"),
-                "test_unseen": self._dataset("test", UNSEEN_CATEGORIES, size, "unseen")}
+        return {"test_seen": self._dataset("test", "seen"), "test_unseen": self._dataset("test", "unseen")}
 
     # ------------------------------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -186,7 +218,7 @@ class PoseCKDTask:
             return build_teacher(o)
         crd = None
         if o.representation == "crd":
-            crd = CRDLoss(o.feature_dim, o.feature_dim, o.train_size, o.crd_embed_dim, o.crd_negatives,
+            crd = CRDLoss(o.feature_dim, o.feature_dim, len(self.train_set()), o.crd_embed_dim, o.crd_negatives,
                           o.crd_temperature, o.crd_momentum)
         return StudentWithDistillers(build_student(o), crd)
 
