@@ -133,7 +133,7 @@ from the 128-sample micro-batch only), Adam + LARS, lr 1e-4·√2048, 10 warm-up
 YouTube3DHands as extra unlabelled data, and (optionally) ImageNet initialisation (`options.imagenet_checkpoint`
 takes a torchvision ResNet state dict). The fine-tuning protocol was never released; ours is L1(uv) + 5·L1(z_rel),
 Adam. `distill3d.data.freihand.write_freihand_predictions` writes `pred.json` for the Codalab server
-(joints only; the mesh entries are zeros). Expect several GPU-days for the official budget.
+(joints only; the mesh entries are zeros).
 """
 
 
