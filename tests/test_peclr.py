@@ -181,6 +181,11 @@ def test_tiny_pretrain_finetune_eval_predict(tmp_path: Path, monkeypatch: pytest
     results = predict_hand(run_dir, [image_path], tmp_path / "pred")
     assert Path(results[0]["png"]).is_file() and results[0]["assumed_K"]
     assert np.asarray(results[0]["joints_xyz"]).shape == (21, 3)
+    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from distill3d.methods.peclr import predict
+
+    lines = predict(load_checkpoint(resolve_checkpoint(run_dir)), [image_path], tmp_path / "cli")
+    assert "joints_xyz_mm" in lines[0] and (tmp_path / "cli" / "hand_skeleton.png").is_file()
     demo = shared_path("data", "freihand", "handmesh_demo")
     real = predict_hand(run_dir, [demo / "119_img.jpg"], tmp_path / "pred")
     assert not real[0]["assumed_K"]
