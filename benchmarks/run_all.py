@@ -1,11 +1,12 @@
-"""`make bench`: run every benchmark in turn; each writes its report under benchmarks/results/."""
+"""`make bench`: run every benchmark in turn (about 65 min on 2 cores); each writes its report under
+benchmarks/results/."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed"]
+BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed", "benchmarks.pose_ckd", "benchmarks.peclr"]
 
 
 def main() -> None:

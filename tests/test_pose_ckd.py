@@ -194,9 +194,8 @@ def test_teacher_checkpoint_cannot_be_exported(tmp_path: Path) -> None:
 
 def test_runs_on_a_real_format_pascal3d_tree(tmp_path: Path) -> None:
     """The same task trains and evaluates on Pascal3D+ files (fixture tree in the real format)."""
-    from test_pascal3d import make_pascal_root
-
     from distill3d.data.pascal3d import PASCAL3D_CATEGORIES
+    from test_pascal3d import make_pascal_root
 
     root = make_pascal_root(tmp_path / "PASCAL3D+_release1.1")
     for name in PASCAL3D_CATEGORIES:  # the fixture annotates car and bus; the other classes are empty
