@@ -64,7 +64,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     body = ("# Training throughput: fp32 vs bf16 autocast (samples/s, batch 32, SGD)\n\n" + "\n".join(rows)
             + "\n\nbf16 autocast keeps fp32 master weights and runs matmuls/convolutions in bf16 (AMX on this CPU). "
-            "Numbers vary by ±20 % between runs on a shared machine; re-run before relying on one.\n")
+            "Numbers vary between runs on a shared machine (other processes slow torch threads down); "
+            "re-run before relying on one.\n")
     print(f"written: {write_report('precision', body)}")
 
 

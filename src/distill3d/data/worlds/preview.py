@@ -42,8 +42,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +53,7 @@ from distill3d.data.shapenetpart import write_shapenetpart
 from distill3d.data.worlds.hands import FINGERS, PARENTS, hand_batch
 from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitti, image_projection, road_frames
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
-from distill3d.files import atomic_directory
+from distill3d.files import atomic_directory, atomic_write_text
 from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
 from distill3d.viz import CLASS_COLORS, draw_hand_skeleton, draw_pose_axes, save_image, to_pil, zoom_points
 
@@ -110,10 +108,6 @@ def _shape_tiles(n: int, seed: int, zoom: int = 3) -> list[Image.Image]:
             for image, K, R, t in zip(batch["image"], batch["K"], batch["R"], batch["t"], strict=True)]
 
 
-def _atomic_save(image: Image.Image, path: Path, **options) -> None:
-    save_image(image, path, **options)
-
-
 def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLike = "contact_sheet.png") -> Path:
     """Write a PNG grid of ``n`` samples of ``world`` ("shapes", "hands" or "road") with their labels drawn."""
     if world not in WORLDS:
@@ -128,27 +122,18 @@ def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLik
     for k, tile in enumerate(tiles):
         sheet.paste(tile, (_PAD + (k % columns) * (width + _PAD), _PAD + (k // columns) * (height + _PAD)))
     path = Path(path)
-    _atomic_save(sheet, path)
+    save_image(sheet, path)
     return path
 
 
 def _write_json(path: Path, value: object) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(value, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(value))
 
 
 def _export_hands(out_dir: Path, n: int, seed: int, image_size: int, batch_size: int = 64) -> Path:
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_directory(out_dir) as staging:
         rgb = staging / "training" / "rgb"
         rgb.mkdir(parents=True)
         xyz, K, scale = [], [], []
@@ -156,18 +141,13 @@ def _export_hands(out_dir: Path, n: int, seed: int, image_size: int, batch_size:
             indices = list(range(begin, min(begin + batch_size, n)))
             batch = hand_batch("labelled", indices, seed, image_size=image_size)
             for i, index in enumerate(indices):
-                array = (batch["image"][i].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-                _atomic_save(Image.fromarray(array), rgb / f"{index:08d}.jpg", format="JPEG", quality=95)
+                save_image(to_pil(batch["image"][i]), rgb / f"{index:08d}.jpg", format="JPEG", quality=95)
             xyz += batch["joints_xyz"].double().numpy().tolist()
             K += batch["K"].double().numpy().tolist()
             scale += batch["scale"].double().numpy().tolist()
         _write_json(staging / "training_xyz.json", xyz)
         _write_json(staging / "training_K.json", K)
         _write_json(staging / "training_scale.json", scale)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -237,7 +217,7 @@ def _export_shapes(
             batch = world.viewpoint_batch(split, indices, with_points=False)
             for row, index in enumerate(indices):
                 record = _viewpoint_record(batch, row, split, index)
-                _atomic_save(to_pil(batch["image"][row], 1), staging / str(record["image"]))
+                save_image(to_pil(batch["image"][row], 1), staging / str(record["image"]))
                 records.append(record)
         _write_json(staging / "annotations.json", {"convention": _VIEWPOINT_CONVENTION, "images": records})
     return out_dir
