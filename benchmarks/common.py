@@ -27,3 +27,30 @@ def write_report(name: str, body: str) -> Path:
     path = RESULTS / f"{name}.md"
     path.write_text(header + body)
     return path
+
+
+def summarize(values: list[float]) -> dict[str, float | list[float]]:
+    """``{"mean", "std", "per_seed"}`` of one metric over seeds (sample std; 0 for a single seed)."""
+    import statistics
+
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed": values}
+
+
+def write_results_json(name: str, arms: dict[str, dict[str, list[float]]], out_dir: Path | None = None,
+                       extra: dict | None = None) -> Path:
+    """Write ``<out_dir>/<name>.json`` in the results schema:
+    ``{"command": ..., "arms": {ARM: {METRIC: {"mean", "std", "per_seed"}}}}`` (plus ``extra`` keys)."""
+    import json
+
+    out_dir = RESULTS if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks." + Path(sys.argv[0]).stem + " " + " ".join(sys.argv[1:])
+    document = {"command": command.strip(),
+                "arms": {arm: {metric: summarize(values) for metric, values in metrics.items()}
+                         for arm, metrics in arms.items()},
+                **(extra or {})}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
