@@ -17,14 +17,16 @@ def machine_line() -> str:
             f"torch {torch.__version__}, python {platform.python_version()}")
 
 
-def write_report(name: str, body: str) -> Path:
-    """Write ``benchmarks/results/<name>.md`` with the command, date and machine in its header."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_report(name: str, body: str, out_dir: Path | None = None) -> Path:
+    """Write ``<out_dir>/<name>.md`` (default ``benchmarks/results``) with the command, date and machine in its
+    header."""
+    out_dir = RESULTS if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks." + Path(sys.argv[0]).stem + " " + " ".join(sys.argv[1:])
     header = (f"<!-- written by benchmarks/{Path(sys.argv[0]).name}; do not edit by hand -->\n"
               f"Command: `{command.strip()}`  \nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  \n"
               f"Machine: {machine_line()}\n\n")
-    path = RESULTS / f"{name}.md"
+    path = out_dir / f"{name}.md"
     path.write_text(header + body)
     return path
 
