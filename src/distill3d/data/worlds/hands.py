@@ -33,6 +33,34 @@ the forearm, with skin tones from light to dark, a random light, and a random pr
 Labels: ``joints_xyz`` (21, 3) camera frame, metres; ``joints_uv`` (21, 2) pixels (``K·xyz``); ``K`` (3, 3);
 ``scale`` = ‖J10 − J9‖ (metres; FreiHAND's ``training_scale.json`` reference bone, middle MCP → PIP).
 
+Difficulty presets (``difficulty=``, :mod:`distill3d.data.worlds.difficulty`)
+---------------------------------------------------------------------------
+Labels mean the same under every preset (same kinematics, joint order, K convention, pose sampler); only the
+image statistics change.  Every preset consumes each sample's random stream in the same order, so ``hard`` is
+bit-identical to the world before presets existed and a given ``(split, index, seed)`` has the same pose under
+every preset (the presets map the same draws to narrower ranges).
+
+==========================  ===========================  =========================  ======================
+what                        ``hard`` (the original)      ``standard`` (benchmarks)  ``easy``
+==========================  ===========================  =========================  ======================
+joints' 2D extent / image   50-80 %                      65-85 %                    70-85 %
+hand orientation            uniform on SO(3)             palm normal ≤ 60° from     ≤ 45°
+                                                         the viewing axis (palm or
+                                                         back towards the camera)
+background                  procedural, full contrast    procedural, blurred and    plain colour
+                                                         contrast halved, at least
+                                                         0.15 luma from the hand
+ambient light               0.25-0.6                     0.35-0.6                   0.5
+light direction spread      σ = 0.6                      σ = 0.4                    fixed
+sensor noise σ / gain       0-0.02 / ×0.9-1.1            0-0.01 / ×0.95-1.05        none
+==========================  ===========================  =========================  ======================
+
+No preset draws occluders (the forearm sleeve is the only non-hand object); ``easy`` has no noise at all.
+Why these knobs (measured with ``benchmarks/learnability_hands.py --measure``; numbers in its report): the
+hand's 2D extent is ≈ 35 px of 64 under ``hard`` (the reference bone ≈ 9.7 px), a third of the samples have a
+hand-background luma difference under 0.1, and edge-on hands (palm normal near the image plane) hide most
+fingers behind each other.
+
 Speed: see :class:`HandsDataset`.
 """
 
@@ -40,11 +68,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from distill3d.data.worlds.difficulty import Difficulty, check_difficulty
 from distill3d.data.worlds.render import PrimitiveKind, Primitives, SceneBatch, render, rotation_from_z
 from distill3d.data.worlds.shapes import procedural_backgrounds
 
@@ -52,12 +82,14 @@ __all__ = [
     "ANGLE_LIMITS",
     "BONE_LENGTH_RANGE",
     "DEFAULT_SPLIT_SIZES",
+    "PRESETS",
     "FINGERS",
     "MEAN_BONE_LENGTHS",
     "NUM_JOINTS",
     "PARENTS",
     "SPLITS",
     "HandsDataset",
+    "HandsPreset",
     "forward_kinematics",
     "hand_batch",
     "hand_primitives",
@@ -126,6 +158,36 @@ _SKIN_TONES = np.array([
     [0.58, 0.40, 0.28], [0.42, 0.28, 0.19], [0.30, 0.20, 0.14],
 ])  # fmt: skip
 _FOCAL_RANGE_224 = (360.0, 1130.0)
+
+
+@dataclass(frozen=True)
+class HandsPreset:
+    """What a difficulty preset changes (see the module docstring's table).
+
+    fill: range of the joints' 2D extent as a share of the image side; max_tilt_deg: largest angle between the
+    palm normal and the viewing axis (``None``: uniform orientation); background: ``procedural`` / ``soft``
+    (blurred, contrast × ``background_contrast``, kept ≥ ``min_luma_gap`` from the skin) / ``plain``; ambient:
+    range of the ambient light; light_spread: σ of the light direction's lateral components; noise: largest
+    σ of the additive Gaussian sensor noise; gain: half-range of the per-channel gain.
+    """
+
+    fill: tuple[float, float]
+    max_tilt_deg: float | None
+    background: str
+    background_contrast: float
+    min_luma_gap: float
+    ambient: tuple[float, float]
+    light_spread: float
+    noise: float
+    gain: float
+
+
+PRESETS: dict[str, HandsPreset] = {
+    "hard": HandsPreset((0.5, 0.8), None, "procedural", 1.0, 0.0, (0.25, 0.6), 0.6, 0.02, 0.1),
+    "standard": HandsPreset((0.65, 0.85), 60.0, "soft", 0.5, 0.15, (0.35, 0.6), 0.4, 0.01, 0.05),
+    "easy": HandsPreset((0.7, 0.85), 45.0, "plain", 0.0, 0.25, (0.5, 0.5), 0.0, 0.0, 0.0),
+}
+"""The hands world's difficulty presets."""
 
 
 def _direction(angle: float, tilt: float) -> np.ndarray:
@@ -231,6 +293,68 @@ def _random_rotations(rng: np.random.Generator) -> np.ndarray:
     ])  # fmt: skip
 
 
+def _limit_tilt(rotation: np.ndarray, max_tilt_deg: float | None) -> np.ndarray:
+    """Turn a hand rotation (3, 3) so that its palm normal (hand z) lies within ``max_tilt_deg`` of the viewing
+    axis (either sign: palm or back towards the camera), mapping the tilt θ ∈ [0°, 90°] linearly onto
+    [0°, max_tilt_deg] about the axis ``normal × ±z`` (the roll about the viewing axis is kept)."""
+    if max_tilt_deg is None:
+        return rotation
+    normal = rotation[:, 2]
+    target = np.array([0.0, 0.0, 1.0 if normal[2] >= 0 else -1.0])
+    tilt = math.acos(min(1.0, abs(float(normal[2]))))
+    axis = np.cross(normal, target)
+    norm = np.linalg.norm(axis)
+    if norm < 1e-12:
+        return rotation
+    axis /= norm
+    angle = tilt - tilt * max_tilt_deg / 90.0  # turn towards the axis by this much
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    turn = np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross  # Rodrigues
+    return turn @ rotation
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _backgrounds(rngs: Sequence[np.random.Generator], size: int, preset: HandsPreset) -> np.ndarray:
+    """Backgrounds (B, 3, S, S) float32 in [0, 1] of a preset.
+
+    ``procedural`` is :func:`~distill3d.data.worlds.shapes.procedural_backgrounds` as is; ``soft`` blurs it
+    (separable box filter of side 2·⌊S/16⌋ + 1 px) and scales its deviation from its mean colour by
+    ``background_contrast``; ``plain`` is that mean colour only.
+    """
+    images = procedural_backgrounds(rngs, size, size)
+    if preset.background == "procedural":
+        return images
+    mean = images.mean(axis=(2, 3), keepdims=True)  # (B, 3, 1, 1)
+    if preset.background == "plain":
+        return np.ascontiguousarray(np.broadcast_to(mean, images.shape), dtype=np.float32)
+    radius = max(1, size // 16)
+    kernel = torch.ones(3, 1, 2 * radius + 1, 1, dtype=torch.float32) / (2 * radius + 1)
+    x = torch.nn.functional.pad(torch.from_numpy(images), (radius, radius, radius, radius), mode="replicate")
+    x = torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, kernel, groups=3), kernel.transpose(2, 3), groups=3)
+    return (mean + preset.background_contrast * (x.numpy() - mean)).astype(np.float32)
+
+
+def _separate_background(rgb: torch.Tensor, coverage: torch.Tensor, min_gap: float) -> torch.Tensor:
+    """Shift the background of renders rgb (B, 3, S, S) so that its mean luma differs from the foreground's
+    (pixels with coverage (B, S, S) > 0.5) by at least ``min_gap``; the shift is weighted by 1 − coverage,
+    towards whichever side (darker / brighter) leaves more room.  ``min_gap = 0`` returns rgb unchanged."""
+    if min_gap <= 0:
+        return rgb
+    luma = torch.einsum("c,bchw->bhw", torch.tensor(_LUMA, dtype=rgb.dtype), rgb)
+    fg = coverage > 0.5
+    fg_luma = (luma * fg).sum((1, 2)) / fg.sum((1, 2)).clamp_min(1)
+    bg_luma = (luma * ~fg).sum((1, 2)) / (~fg).sum((1, 2)).clamp_min(1)
+    gap = bg_luma - fg_luma
+    brighter = torch.where(gap.abs() > 1e-6, gap > 0, fg_luma < 0.5)
+    brighter = torch.where(brighter & (fg_luma + min_gap > 0.95), False, brighter)
+    brighter = torch.where(~brighter & (fg_luma - min_gap < 0.05), True, brighter)
+    target = torch.where(brighter, torch.full_like(gap, min_gap), torch.full_like(gap, -min_gap))
+    shift = torch.where(gap.abs() < min_gap, target - gap, torch.zeros_like(gap))
+    return (rgb + shift[:, None, None, None] * (1 - coverage)[:, None]).clamp(0.0, 1.0)
+
+
 def hand_primitives(
     joints: np.ndarray, scale: float, skin: np.ndarray, sleeve: np.ndarray, forearm: float
 ) -> Primitives:
@@ -280,12 +404,14 @@ def _sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def hand_batch(split: str, indices: Sequence[int], seed: int = 0, image_size: int = 64,
-               samples_per_side: int = 1) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Render the samples ``indices`` of a split in one renderer call.
+               samples_per_side: int = 1, difficulty: Difficulty = "standard") -> dict[str, torch.Tensor]:  # fmt: skip
+    """Render the samples ``indices`` of a split in one renderer call, under a difficulty preset
+    (:data:`PRESETS`; ``hard`` is the original world).
 
     Returns image (B, 3, S, S) float32 in [0, 1], mask (B, S, S) bool (hand pixels), K (B, 3, 3), joints_xyz
     (B, 21, 3) camera frame (m), joints_uv (B, 21, 2) px, scale (B,) m, index (B,) int64 (float32 tensors).
     """
+    preset = PRESETS[check_difficulty(difficulty)]
     rngs = [_sample_rng(seed, split, i) for i in indices]
     lengths, angles = sample_hand_poses(rngs)
     local = forward_kinematics(lengths, angles)
@@ -294,13 +420,13 @@ def hand_batch(split: str, indices: Sequence[int], seed: int = 0, image_size: in
     focal_low, focal_high = (f * size / 224.0 for f in _FOCAL_RANGE_224)
     scenes, Ks, joints_cam, lights, ambients = [], [], [], [], []
     for b, rng in enumerate(rngs):
-        rotation = _random_rotations(rng)
+        rotation = _limit_tilt(_random_rotations(rng), preset.max_tilt_deg)
         points = (local[b] - local[b].mean(0)) @ rotation.T
         depth = rng.uniform(0.4, 0.9)
         margin = 0.012  # metres around the joints (finger thickness)
         normalised = points[:, :2] / (depth + points[:, 2:3])
         extent = (normalised.max(0) - normalised.min(0) + 2 * margin / depth).max()
-        focal = float(np.clip(rng.uniform(0.5, 0.8) * size / extent, focal_low, focal_high))
+        focal = float(np.clip(rng.uniform(*preset.fill) * size / extent, focal_low, focal_high))
         fill = focal * extent / size
         offset_px = rng.uniform(-1, 1, 2) * max(0.0, (1.0 - fill) / 2 - 0.02) * size
         # Centre the joints' 2D box (plus the jitter) on the principal point by moving the hand sideways.
@@ -315,10 +441,12 @@ def hand_batch(split: str, indices: Sequence[int], seed: int = 0, image_size: in
         hand_scale = lengths[b, 10] / MEAN_BONE_LENGTHS[10]
         scenes.append(hand_primitives(xyz, hand_scale, skin, sleeve, rng.uniform(0.05, 0.12)))
         light = np.array([rng.normal(0, 0.6), rng.normal(-0.3, 0.6), -1.0 - rng.random()])
+        if preset.light_spread != 0.6:  # the same draws, narrower spread about the mean direction (0, −0.3, ·)
+            light[:2] = (light[:2] - (0.0, -0.3)) * (preset.light_spread / 0.6) + (0.0, -0.3)
         lights.append(light / np.linalg.norm(light))
-        ambients.append(rng.uniform(0.25, 0.6))
+        ambients.append(rng.uniform(*preset.ambient))
     background_rngs = [np.random.default_rng([WORLD_ID, int(seed), SPLITS[split], int(i), 1]) for i in indices]
-    backgrounds = procedural_backgrounds(background_rngs, size, size)
+    backgrounds = _backgrounds(background_rngs, size, preset)
     K = np.stack(Ks)
     eye, zero = np.tile(np.eye(3), (len(indices), 1, 1)), np.zeros((len(indices), 3))
     out = render(
@@ -328,9 +456,12 @@ def hand_batch(split: str, indices: Sequence[int], seed: int = 0, image_size: in
     xyz = np.stack(joints_cam)
     uv = np.einsum("bij,bnj->bni", K, xyz)
     uv = uv[..., :2] / uv[..., 2:3]
-    gains = torch.from_numpy(np.stack([rng.uniform(0.9, 1.1, 3) for rng in rngs]).astype(np.float32))
-    noise = torch.from_numpy(np.stack([rng.normal(0.0, rng.uniform(0.0, 0.02), (3, size, size)) for rng in rngs]))
-    image = (out.rgb * gains[:, :, None, None] + noise.float()).clamp(0.0, 1.0)
+    gain = preset.gain
+    gains = torch.from_numpy(np.stack([rng.uniform(1 - gain, 1 + gain, 3) for rng in rngs]).astype(np.float32))
+    noise = torch.from_numpy(np.stack([rng.normal(0.0, rng.uniform(0.0, preset.noise), (3, size, size))
+                                       for rng in rngs]))
+    rgb = _separate_background(out.rgb, out.coverage, preset.min_luma_gap)
+    image = (rgb * gains[:, :, None, None] + noise.float()).clamp(0.0, 1.0)
     return {
         "image": image,
         "mask": out.mask,
