@@ -14,6 +14,13 @@ Annotation record (``Annotations/…/<id>.mat``, the same MATLAB layout in both 
   ``py`` (camera). Empty camera fields take the ObjectNet3D toolbox's defaults (``show_pose_annotations.m``):
   θ = 0, distance = 5, focal = 1, viewport = 2000, principal point = box centre.
 
+Reading: ``.mat`` files are parsed by ``scipy.io.loadmat`` inside one forked child process per batch of files
+(:func:`run_isolated`), because scipy's native reader segfaults on some corrupt files (33 of 2,000 single-byte
+mutations of a record file, measured): a crash, a hang (60 s without progress) or a memory blow-up (4 GiB cap)
+becomes a :class:`DataFormatError` naming the file. One fork costs ≈10 ms, so a folder of any size pays it once.
+Impossible values (infinite angles or boxes, non-positive distance/focal/viewport, non-integer cad_index) are
+refused with the file named.
+
 Angle conversion: ``azimuth = radians(a mod 360)`` ∈ [0, 2π) (PoseFromShape applies ``(360 + a) % 360`` to
 ObjectNet3D; Pascal3D+ is already in [0, 360)), ``elevation = radians(e)``, ``inplane = radians(θ)`` wrapped to
 [−π, π) (PoseFromShape's label ``(θ + 180) % 360`` covers the same turn). These are the Pascal3D+ angles of
@@ -39,13 +46,20 @@ a mesh is sampled area-weighted and also gives ``normals``.
 
 from __future__ import annotations
 
+import faulthandler
 import math
+import mmap
 import os
+import pickle
+import select
+import signal
+import struct
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import scipy.io
@@ -54,7 +68,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from distill3d.data.mesh_io import read_off, read_ply_points, sample_mesh_surface
-from distill3d.errors import DataFormatError
+from distill3d.errors import DataFormatError, Distill3dError
 from distill3d.geometry.camera import crop_and_resize_intrinsics
 from distill3d.geometry.rotations import viewpoint_to_matrix
 
@@ -171,6 +185,10 @@ def _text(path: PathLike, value: Any, what: str) -> str:
     raise DataFormatError(path, f"{what} must be a string, got {value!r}")
 
 
+#: Largest pixel coordinate accepted in a box (anything larger is a corrupt value, not an image).
+_MAX_PIXEL = 1e7
+
+
 def _viewpoint_row(path: PathLike, viewpoint: Any, where: str) -> dict[str, float]:
     if _is_empty(viewpoint) or not hasattr(viewpoint, "_fieldnames"):
         return {"has_viewpoint": 0, **{k: math.nan for k in _COLUMNS if k.endswith("_deg")}}
@@ -183,20 +201,155 @@ def _viewpoint_row(path: PathLike, viewpoint: Any, where: str) -> dict[str, floa
     row["theta_deg"] = _number(path, _field(viewpoint, "theta"), f"{where}.viewpoint.theta")
     for name in ("distance", "focal", "viewport", "px", "py"):
         row[name] = _number(path, _field(viewpoint, name), f"{where}.viewpoint.{name}")
+    for name, value in row.items():
+        if name != "has_viewpoint" and math.isinf(value):
+            raise DataFormatError(path, f"{where}.viewpoint.{name.removesuffix('_deg')} is infinite")
+    for name in ("distance", "focal", "viewport"):  # NaN = empty = the toolbox default
+        if row[name] <= 0:
+            raise DataFormatError(path, f"{where}.viewpoint.{name} must be positive, got {row[name]:g}")
     if math.isnan(row["azimuth_deg"]) or math.isnan(row["elevation_deg"]):
         row["has_viewpoint"] = 0
     return row
 
 
-def read_annotation_file(path: PathLike) -> ObjectTable:
-    """Parse one ``record`` MAT file (see the module docstring) into an :class:`ObjectTable`."""
-    path = Path(path)
+# ----------------------------------------------------------------------------------------------------------
+# MATLAB files in a child process: a corrupt file must never kill the caller
+# ----------------------------------------------------------------------------------------------------------
+
+#: Seconds one ``.mat`` file may take in the reading child before it is declared hung.
+MAT_TIMEOUT_S = 60.0
+#: Extra address space (bytes) the reading child may map beyond what the parent already has.
+MAT_MEMORY_BYTES = 4 << 30
+
+ResultT = TypeVar("ResultT")
+
+
+def _loadmat(path: Path, what: str) -> dict[str, Any]:
+    """``scipy.io.loadmat`` with every Python-level failure turned into a DataFormatError naming ``path``."""
     try:
-        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+        return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except FileNotFoundError:
-        raise DataFormatError(path, "annotation file not found") from None
-    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError… for corrupt files
-        raise DataFormatError(path, f"cannot read MATLAB annotation: {error}") from None
+        raise DataFormatError(path, f"{what} not found") from None
+    except MemoryError:
+        raise DataFormatError(path, f"cannot read {what}: it asks for too much memory (corrupt file?)") from None
+    except RecursionError:
+        raise DataFormatError(path, f"cannot read {what}: nested too deeply (corrupt file?)") from None
+    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, zlib.error… for corrupt files
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise DataFormatError(path, f"cannot read {what}: {first}") from None
+
+
+def _child_limits() -> None:
+    """In the reading child: cap its address space so a corrupt size field cannot exhaust the machine."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as handle:
+            mapped = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + MAT_MEMORY_BYTES, resource.RLIM_INFINITY))
+    except (OSError, ValueError, ImportError):
+        pass
+
+
+def run_isolated(
+    function: Callable[[Path], ResultT], paths: Sequence[Path], timeout_s: float = MAT_TIMEOUT_S
+) -> list[ResultT]:
+    """``[function(p) for p in paths]`` computed in one forked child process, so that a crash of native code
+    (scipy's MAT reader segfaults on some corrupt files) or a hang becomes a :class:`DataFormatError` naming
+    the file being read, and the caller lives on.
+
+    ``function`` must return picklable values and raise :class:`DataFormatError` for bad input; the child
+    reports its progress through a shared counter, so one fork serves any number of files (a fork costs a few
+    milliseconds). Without ``os.fork`` (Windows) the files are read in this process.
+    """
+    paths = list(paths)
+    if not paths:
+        return []
+    if not hasattr(os, "fork"):
+        return [function(p) for p in paths]
+    progress = mmap.mmap(-1, 8)  # anonymous shared memory: index of the file the child is reading
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # ------------------------------------------------------------------------------ child
+        status = 0
+        try:
+            os.close(read_fd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            faulthandler.disable()  # a crash is reported by the parent, in one line
+            _child_limits()
+            results: list[Any] = []
+            try:
+                for index, path in enumerate(paths):
+                    progress[:8] = struct.pack("<q", index)
+                    results.append(function(path))
+                message: tuple[str, Any] = ("ok", results)
+            except DataFormatError as error:
+                message = ("error", (str(error.path), str(error)))
+            except MemoryError:
+                message = ("error", (str(paths[index]), f"{paths[index]}: needs more memory than allowed (corrupt?)"))
+            except Exception as error:  # a bug, not the file: report it with its type
+                message = ("bug", f"{type(error).__name__}: {error}")
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    # ---------------------------------------------------------------------------------------------- parent
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    last_index, last_change = -1, time.monotonic()
+    timed_out = False
+    try:
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], 0.5)
+            if ready:
+                chunk = os.read(read_fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                continue
+            index = struct.unpack("<q", progress[:8])[0]
+            if index != last_index:
+                last_index, last_change = index, time.monotonic()
+            elif time.monotonic() - last_change > timeout_s:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+                break
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    index = min(max(struct.unpack("<q", progress[:8])[0], 0), len(paths) - 1)
+    progress.close()
+    if timed_out:
+        raise DataFormatError(paths[index], f"reading took more than {timeout_s:g} s (corrupt file?); gave up")
+    if os.WIFSIGNALED(status) or not chunks:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.WEXITSTATUS(status)}"
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            how += ", probably out of memory"
+        raise DataFormatError(paths[index], f"corrupt file: the MATLAB reader crashed on it ({how})")
+    kind, value = pickle.loads(b"".join(chunks))
+    if kind == "error":
+        path, message = value
+        prefix = f"{path}: "
+        raise DataFormatError(path, message[len(prefix):] if message.startswith(prefix) else message)
+    if kind == "bug":
+        raise Distill3dError(f"{paths[index]}: unexpected error while reading: {value}")
+    return value
+
+
+def read_annotation_file(path: PathLike) -> ObjectTable:
+    """Parse one ``record`` MAT file (see the module docstring) into an :class:`ObjectTable`.
+
+    The file is read in a child process (:func:`run_isolated`): a corrupt file raises DataFormatError.
+    """
+    return run_isolated(_parse_annotation_file, [Path(path)])[0]
+
+
+def _parse_annotation_file(path: Path) -> ObjectTable:
+    """:func:`read_annotation_file` in this process (the reading child's work)."""
+    mat = _loadmat(path, "MATLAB annotation")
     record = mat.get("record")
     if record is None or not hasattr(record, "_fieldnames"):
         raise DataFormatError(path, "no 'record' struct in the annotation file")
@@ -218,8 +371,12 @@ def read_annotation_file(path: PathLike) -> ObjectTable:
         if bbox.size != 4:
             raise DataFormatError(path, f"{where}.bbox must have 4 values, got {bbox.size}")
         row = _viewpoint_row(path, _field(obj, "viewpoint"), where)
+        if not np.all(np.isfinite(bbox) | np.isnan(bbox)) or np.any(np.abs(bbox) > _MAX_PIXEL):
+            raise DataFormatError(path, f"{where}.bbox must hold finite pixel coordinates, got {bbox.tolist()}")
         row["object_index"] = number
         cad = _number(path, _field(obj, "cad_index"), f"{where}.cad_index")
+        if not math.isnan(cad) and (not 0 <= cad < 2**31 or cad != round(cad)):
+            raise DataFormatError(path, f"{where}.cad_index must be a positive integer, got {cad:g}")
         row["cad_index"] = 0 if math.isnan(cad) else int(cad)
         for flag in ("truncated", "occluded", "difficult"):
             value = _number(path, _field(obj, flag), f"{where}.{flag}")
@@ -258,13 +415,14 @@ def read_annotation_files(
         raise DataFormatError(folder, "annotation folder not found") from None
     key = (str(folder.resolve()), stems, stamp)
     if key not in _TABLE_CACHE:
-        tables, absent = [], []
+        paths, absent = [], []
         for stem in stems:
             path = folder / f"{stem}.mat"
             if missing == "skip" and not path.exists():
                 absent.append(stem)
                 continue
-            tables.append(read_annotation_file(path))
+            paths.append(path)
+        tables = run_isolated(_parse_annotation_file, paths)  # one child process reads them all
         if absent:
             warnings.warn(
                 f"{folder}: {len(absent)} listed images have no annotation (e.g. {absent[0]}); skipped", stacklevel=3
@@ -395,31 +553,40 @@ def _read_cad_mat(path: Path, model: int) -> tuple[np.ndarray, np.ndarray]:
     (V×3) and 1-based ``faces`` (F×3)) → vertices, 0-based faces."""
     key = str(path)
     if key not in _CAD_MAT_CACHE:
-        try:
-            mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-        except FileNotFoundError:
-            raise DataFormatError(path, "CAD file not found") from None
-        except Exception as error:
-            raise DataFormatError(path, f"cannot read MATLAB CAD file: {error}") from None
-        variable = mat.get(path.stem)
-        if variable is None:
-            raise DataFormatError(path, f"no variable '{path.stem}' (the class's CAD struct array)")
-        models = [variable] if hasattr(variable, "_fieldnames") else list(np.asarray(variable, object).reshape(-1))
-        meshes = []
-        for number, entry in enumerate(models):
-            vertices, faces = _field(entry, "vertices"), _field(entry, "faces")
-            if vertices is None or faces is None:
-                raise DataFormatError(path, f"{path.stem}({number + 1}) lacks 'vertices' or 'faces'")
-            vertices = np.asarray(vertices, np.float64).reshape(-1, 3)
-            faces = np.asarray(faces, np.float64).reshape(-1, 3).astype(np.int64) - 1
-            if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-                raise DataFormatError(path, f"{path.stem}({number + 1}).faces refer to missing vertices")
-            meshes.append((vertices, faces))
-        _CAD_MAT_CACHE[key] = meshes
+        _CAD_MAT_CACHE[key] = run_isolated(_parse_cad_mat, [path])[0]
     meshes = _CAD_MAT_CACHE[key]
     if not 0 <= model < len(meshes):
         raise DataFormatError(path, f"cad_index {model + 1} outside 1…{len(meshes)}")
     return meshes[model]
+
+
+def _parse_cad_mat(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every mesh of a ``CAD/<class>.mat`` file, read in this process (the reading child's work)."""
+    mat = _loadmat(path, "MATLAB CAD file")
+    variable = mat.get(path.stem)
+    if variable is None:
+        raise DataFormatError(path, f"no variable '{path.stem}' (the class's CAD struct array)")
+    models = [variable] if hasattr(variable, "_fieldnames") else list(np.asarray(variable, object).reshape(-1))
+    meshes = []
+    for number, entry in enumerate(models):
+        where = f"{path.stem}({number + 1})"
+        vertices, faces = _field(entry, "vertices"), _field(entry, "faces")
+        if vertices is None or faces is None:
+            raise DataFormatError(path, f"{where} lacks 'vertices' or 'faces'")
+        try:
+            vertices = np.asarray(vertices, np.float64).reshape(-1, 3)
+            faces = np.asarray(faces, np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise DataFormatError(path, f"{where}: vertices and faces must be numeric N×3 arrays") from None
+        if not np.all(np.isfinite(vertices)):
+            raise DataFormatError(path, f"{where}.vertices hold non-finite values")
+        if faces.size and (
+            not np.all(np.isfinite(faces)) or np.any(faces != np.round(faces))
+            or faces.min() < 1 or faces.max() > len(vertices)
+        ):
+            raise DataFormatError(path, f"{where}.faces must be 1-based indices of its {len(vertices)} vertices")
+        meshes.append((vertices, faces.astype(np.int64) - 1))
+    return meshes
 
 
 @dataclass
