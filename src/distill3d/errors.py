@@ -26,7 +26,11 @@ class ShapeError(Distill3dError):
 
 
 class NonFiniteLossError(Distill3dError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss (or non-finite weights)."""
+
+
+class RunInterruptedError(Distill3dError):
+    """The user interrupted training (Ctrl-C); the message says how to resume."""
 
 
 def check_shape(name: str, tensor: object, shape: tuple[int | None, ...]) -> None:

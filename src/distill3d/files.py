@@ -2,12 +2,16 @@
 
 A file is written to a temporary name in the same folder, flushed to disk and renamed over the target
 (``os.replace`` is atomic on POSIX). A folder of many files is built under a temporary name beside the
-target and renamed into place only when complete (:func:`atomic_directory`).
+target and renamed into place only when complete (:func:`atomic_directory`). Written files and folders get the
+permissions of a normal ``open()``/``mkdir`` under the process umask (typically 0644 / 0755), not the 0600 /
+0700 of ``mkstemp``/``mkdtemp``. A writer killed mid-way leaves a ``.<name>.<random>.tmp`` file;
+:func:`remove_orphaned_temporaries` deletes those of a folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +20,11 @@ from pathlib import Path
 
 from distill3d.errors import Distill3dError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+#: Name of a temporary file or folder made by this module: ``.<target name>.<8 random chars>.tmp``.
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
@@ -23,6 +32,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -50,6 +60,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        tmp.chmod(0o777 & ~_UMASK)
         yield tmp
         if path.exists():
             shutil.rmtree(path)
@@ -57,3 +68,22 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_orphaned_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files and folders that killed atomic writes left in ``folder``; return them.
+
+    Call it only when no writer is active in ``folder`` (e.g. when a run starts or resumes).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if _TEMPORARY.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,13 +29,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from distill3d.engine.allocator import tune_glibc_malloc
-from distill3d.engine.checkpoint import load_checkpoint, save_checkpoint
+from distill3d.engine.checkpoint import best_checkpoint_problem, load_checkpoint, save_checkpoint
 from distill3d.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier
 from distill3d.engine.logging import MetricLogger
 from distill3d.engine.task import Task
-from distill3d.errors import Distill3dError, NonFiniteLossError
-from distill3d.files import atomic_write_text
+from distill3d.errors import Distill3dError, NonFiniteLossError, RunInterruptedError
+from distill3d.files import atomic_write_text, remove_orphaned_temporaries
 
 CHECKPOINT_FORMAT = "distill3d-checkpoint-v1"
 
@@ -121,6 +122,7 @@ class Trainer:
         self.config_dump = config_dump or {}
         self.progress = progress
         self.on_epoch_end = on_epoch_end
+        self._saved_epoch = 0  # epoch of the last.pt on disk (0: none); only finite weights are ever saved
 
     # ----------------------------------------------------------------------------------------- set-up
     def _autocast(self) -> Any:
@@ -196,18 +198,27 @@ class Trainer:
         start_epoch, step, best, best_epoch = 0, 0, None, None
         last_metrics: dict[str, float] = {}
         if resume:
-            state = load_checkpoint(self.run_dir / "last.pt")
+            last_path = self.run_dir / "last.pt"
+            state = load_checkpoint(last_path)
             if state.get("format") != CHECKPOINT_FORMAT:
-                raise Distill3dError(f"{self.run_dir / 'last.pt'}: not a distill3d training checkpoint")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch, step = int(state["epoch"]), int(state["global_step"])
-            best, best_epoch = state["best_value"], state["best_epoch"]
+                raise Distill3dError(f"{last_path}: not a distill3d training checkpoint")
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                start_epoch, step = int(state["epoch"]), int(state["global_step"])
+                best, best_epoch = state["best_value"], state["best_epoch"]
+            except (KeyError, RuntimeError, ValueError, TypeError) as err:
+                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                raise Distill3dError(f"{last_path}: does not match this run's model or optimizer ({first})") from None
             last_metrics = dict(state.get("metrics", {}))
+            self._saved_epoch = start_epoch
 
         if dist_info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_orphaned_temporaries(self.run_dir)  # left by a run killed while saving
+            if resume:
+                self._repair_best(state)
             if self.config_yaml is not None and not resume:
                 atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
         logger = MetricLogger(self.run_dir, enabled=dist_info.is_main,
@@ -221,6 +232,7 @@ class Trainer:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 step = self._train_epoch(task, train_model, train_loader, sampler, optimizer, scheduler,
                                          epoch, step, steps_per_epoch, logger, result)
+                self._check_finite_weights(model, epoch)
                 metrics: dict[str, float] = {}
                 if val_set is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                     if dist_info.is_main:
@@ -237,9 +249,44 @@ class Trainer:
                     self.on_epoch_end(epoch, metrics)
                 if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
                     break
+        except KeyboardInterrupt:
+            raise RunInterruptedError(
+                f"interrupted after epoch {self._saved_epoch}; resume with --resume {self.run_dir}"
+                if self._saved_epoch else "interrupted during epoch 1; nothing was saved"
+            ) from None
         finally:
             logger.close()
         return result
+
+    # ------------------------------------------------------------------------------------- integrity
+    def _last_good(self) -> str:
+        """Where the last saved (finite) checkpoint is, for error messages; empty when there is none."""
+        if not self._saved_epoch:
+            return ""
+        return f"; last good checkpoint: {self.run_dir / 'last.pt'} (epoch {self._saved_epoch})"
+
+    def _check_finite_weights(self, model: nn.Module, epoch: int) -> None:
+        """Refuse to go on (and so to save) when a NaN/inf gradient made any weight non-finite."""
+        bad = [name for name, tensor in model.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite weights after epoch {epoch} (e.g. '{bad[0]}'; a NaN/inf gradient although the loss "
+                f"was finite); not saved; try a lower train.optimizer.lr or set train.grad_clip" + self._last_good()
+            )
+
+    def _repair_best(self, state: dict[str, Any]) -> None:
+        """On resume: make best.pt hold the best epoch last.pt records (a kill between the two writes)."""
+        problem = best_checkpoint_problem(self.run_dir)
+        if problem is None:
+            return
+        message, repairable = problem
+        if repairable:
+            save_checkpoint(self.run_dir / "best.pt", state)
+            warnings.warn(f"{message}; repaired from last.pt", stacklevel=3)
+        else:
+            warnings.warn(f"{message}; cannot be repaired (those weights are gone): best.pt is refused by eval "
+                          f"until a better epoch replaces it", stacklevel=3)
 
     def _train_epoch(self, task: Task, model: nn.Module, loader: DataLoader, sampler: DistributedSampler,
                      optimizer: Any, scheduler: Any, epoch: int, step: int, steps_per_epoch: int,
@@ -267,8 +314,7 @@ class Trainer:
             if not math.isfinite(values["loss"]):
                 raise NonFiniteLossError(
                     f"non-finite training loss ({values['loss']}) at epoch {epoch}, step {step + 1}; "
-                    f"try a lower train.optimizer.lr or set train.grad_clip"
-                    + (f"; last good checkpoint: {self.run_dir / 'last.pt'}" if epoch > 1 else "")
+                    f"try a lower train.optimizer.lr or set train.grad_clip" + self._last_good()
                 )
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -302,7 +348,9 @@ class Trainer:
             if better and math.isfinite(value):
                 best, best_epoch, improved = value, epoch, True
         state = self._state(model, optimizer, scheduler, epoch, step, best, best_epoch, metrics)
+        # last.pt first: a kill between the two writes leaves a best.pt that resume repairs from last.pt
         save_checkpoint(self.run_dir / "last.pt", state)
+        self._saved_epoch = epoch
         if improved or (monitor is None and epoch == self.cfg.epochs):
             save_checkpoint(self.run_dir / "best.pt", state)
         return best, best_epoch
