@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill3d.engine.checkpoint import load_checkpoint
+from distill3d.engine.checkpoint import checkpoint_info
 from distill3d.engine.logging import read_metrics
 from distill3d.errors import Distill3dError
 from distill3d.files import atomic_write_text
@@ -66,19 +67,26 @@ def write_run_report(run_dir: str | Path) -> RunReport:
     """Write ``report.md`` and ``curves.png`` into ``run_dir``; return the markdown."""
     run_dir = Path(run_dir)
     csv_path = run_dir / "metrics.csv"
+    if not run_dir.is_dir():
+        raise Distill3dError(f"{run_dir}: no such run folder")
     if not csv_path.is_file():
         raise Distill3dError(f"{run_dir}: not a run folder (no metrics.csv)")
+    for target in (run_dir / "report.md", run_dir / "curves.png"):
+        if target.is_dir():
+            raise Distill3dError(f"{target} is a folder; cannot write the report there")
+    if not os.access(run_dir, os.W_OK):
+        raise Distill3dError(f"{run_dir}: folder is not writable; cannot write report.md")
     rows = read_metrics(csv_path)
     series = _series(rows)
     last_epoch = max((e for e, _, _, _ in rows), default=0)
     best_epoch = best_value = monitor = None
     ckpt = run_dir / "last.pt"
     if ckpt.is_file():
-        state = load_checkpoint(ckpt)
+        state = checkpoint_info(ckpt)
         best_epoch, best_value = state.get("best_epoch"), state.get("best_value")
         monitor = state.get("monitor")
     lines = [f"# Run report: `{run_dir.name}`", "", f"Epochs completed: {last_epoch}"]
-    if monitor and best_epoch is not None:
+    if monitor and best_epoch is not None and isinstance(best_value, (int, float)):
         lines.append(f"Model selection: best `{monitor}` = {best_value:.4f} at epoch {best_epoch} (validation split)")
     val_epochs = sorted({e for k, pts in series.items() if k.startswith("val/") for e, _, _ in pts})
     if val_epochs:
