@@ -13,12 +13,19 @@ A run config has three parts::
 
 Overrides from the command line use dotted keys: ``train.optimizer.lr=3e-4 options.num_points=256``.
 Values are parsed as YAML scalars (``true``, ``1e-3``, ``[1, 2]``).
-Unknown or mistyped keys raise :class:`~distill3d.errors.ConfigError` with one line that names the key.
+Unknown or mistyped keys raise :class:`~distill3d.errors.ConfigError` with one line that names the key (and
+the file, or "command line" for an override), listing the keys allowed in that section.
+
+Strictness: every float anywhere in a config (including a method's ``options``) must be finite; a key given
+twice in one mapping, more than :data:`MAX_YAML_ALIASES` alias uses (``*name``), nesting deeper than
+:data:`MAX_YAML_DEPTH` and files larger than :data:`MAX_YAML_BYTES` are refused.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -29,11 +36,107 @@ from distill3d.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+#: Limits of the YAML reader (a config is a few hundred bytes; these only stop hostile or broken files).
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000  # after expanding aliases
+
+
+# --------------------------------------------------------------------------------------------- YAML reading
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys, alias bombs and absurd nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} alias uses ('*name'): refused (alias bomb?)")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels: refused")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (first on line {first_line[key]})", key_node.start_mark
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Number of nodes of ``node`` with every alias expanded (memoised: linear in the composed graph)."""
+    if id(node) not in sizes:
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def _yaml_load(text: str) -> Any:
+    """Parse YAML text with :class:`_StrictLoader`; refuse documents that expand beyond MAX_YAML_NODES."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"aliases expand the document beyond {MAX_YAML_NODES} values: refused (alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: Exception) -> tuple[int | None, str]:
+    """(1-based line or None, one-line problem) of a YAML error."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).splitlines()[0] if str(err) else type(err).__name__)
+    return (mark.line + 1 if mark is not None else None), problem
+
+
+def _non_finite(value: Any, key: str) -> str | None:
+    """Dotted key of the first non-finite float inside ``value`` (a model, mapping, sequence), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else key
+    if isinstance(value, BaseModel):
+        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for name, item in items:
+        found = _non_finite(item, f"{key}.{name}" if key else str(name))
+        if found is not None:
+            return found
+    return None
+
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+    """Base for every config section: unknown keys are errors, floats must be finite, values are validated on
+    assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 class OptimizerConfig(StrictModel):
@@ -76,7 +179,7 @@ class TrainConfig(StrictModel):
 
 class RunConfig(StrictModel):
     method: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="non-negative; seeds torch, numpy and the worlds")
     name: str | None = Field(None, description="run folder name; default: <method>-<timestamp>")
     out_dir: Path = Path("runs")
     train: TrainConfig = TrainConfig()
@@ -84,39 +187,93 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_monitor(self) -> RunConfig:
-        if self.train.monitor is not None and "/" not in self.train.monitor:
-            raise ValueError("train.monitor must look like 'val/<metric>'")
+        monitor = self.train.monitor
+        if monitor is not None and (not monitor.startswith("val/") or monitor == "val/"):
+            raise ValueError(f"train.monitor must look like 'val/<metric>', got {monitor!r}")
         return self
 
 
-def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem, each naming the dotted key and what is allowed."""
-    lines = []
-    for item in err.errors():
-        key = ".".join(str(p) for p in (*([prefix] if prefix else []), *item["loc"]))
-        if item["type"] == "extra_forbidden":
-            lines.append(f"unknown config key '{key}'")
-        elif item["type"] == "missing":
-            lines.append(f"missing config key '{key}'")
+def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config-section model that holds the key at ``loc`` (the key itself is ``loc[-1]``)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is None:
+            return None
+        model = sub
+    return model
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _format_item(item: Any, model: type[BaseModel], prefix: str) -> str:
+    """One problem of a ValidationError, naming the dotted key and, for unknown keys, the allowed ones."""
+    key = ".".join(str(p) for p in (*([prefix] if prefix else []), *item["loc"]))
+    if item["type"] == "extra_forbidden":
+        section = _section_model(model, tuple(item["loc"]))
+        where = ".".join(str(p) for p in (*([prefix] if prefix else []), *item["loc"][:-1])) or "top level"
+        allowed = f" (allowed {'under ' + repr(where) if where != 'top level' else 'top-level keys'}: " + ", ".join(
+            sorted(section.model_fields)
+        ) + ")" if section is not None else ""
+        return f"unknown config key '{key}'{allowed}"
+    if item["type"] == "missing":
+        return f"missing config key '{key}'"
+    if not key:  # a check of the whole config
+        return str(item["msg"]).removeprefix("Value error, ")
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "finite_number":
+        message = "must be a finite number"
+    return f"config key '{key}': {message} (got {_shown(item.get('input'))})"
+
+
+def _format_validation_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line for all problems, each naming the dotted key and what is allowed."""
+    return "; ".join(_format_item(item, model, prefix) for item in err.errors())
+
+
+def _check_finite(config: BaseModel, prefix: str) -> None:
+    bad = _non_finite(config, prefix)
+    if bad is not None:
+        raise ConfigError(f"config key '{bad}': must be a finite number (got {_lookup(config, bad, prefix)!r})")
+
+
+def _lookup(config: Any, dotted: str, prefix: str) -> Any:
+    parts = dotted.split(".")[1 if prefix else 0 :]
+    for part in parts:
+        if isinstance(config, BaseModel):
+            config = getattr(config, part)
+        elif isinstance(config, dict):
+            config = config[part]
         else:
-            got = item.get("input")
-            shown = repr(got) if not isinstance(got, dict) else "a mapping"
-            lines.append(f"config key '{key}': {item['msg']} (got {shown})")
-    return "; ".join(lines)
+            config = config[int(part)]
+    return config
 
 
-def validate_section(model: type[ModelT], data: dict[str, Any], prefix: str) -> ModelT:
-    """Validate ``data`` as ``model``; errors name keys as ``prefix.key``.
+def validate_section(model: type[ModelT], data: dict[str, Any], prefix: str, source: str | None = None) -> ModelT:
+    """Validate ``data`` as ``model``; errors name keys as ``prefix.key`` (after ``source: `` when given).
 
-    Unknown keys also list the allowed ones.
+    Unknown keys list the allowed ones; a non-finite float anywhere is refused, whatever ``model`` allows.
     """
+    lead = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{lead}config key '{prefix}' must be a mapping, got {_shown(data)}")
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as err:
-        message = _format_validation_error(err, prefix)
-        if "unknown config key" in message:
-            message += f" (allowed under '{prefix}': {', '.join(sorted(model.model_fields))})"
-        raise ConfigError(message) from None
+        raise ConfigError(lead + _format_validation_error(err, model, prefix)) from None
+    try:
+        _check_finite(result, prefix)
+    except ConfigError as err:
+        raise ConfigError(f"{lead}{err}") from None
+    return result
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -128,9 +285,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"override '{text}' has an empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"command line: override '{text[:60]}' is nested too deeply") from None
     return parts, value
 
 
@@ -155,12 +314,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_YAML_BYTES})")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
+    try:
+        data = _yaml_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        line, problem = _yaml_problem(err)
+        where = f"{path}:{line}" if line is not None else str(path)
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -168,18 +336,41 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _from_override(loc: tuple[Any, ...], overrides: list[str]) -> str | None:
+    """The override that set the key at ``loc`` (or a mapping above/below it), else None."""
+    dotted = [str(p) for p in loc]
+    for text in reversed(overrides):
+        parts = text.split("=", 1)[0].strip().split(".")
+        n = min(len(parts), len(dotted))
+        if parts[:n] == dotted[:n]:
+            return text
+    return None
+
+
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read ``path``, apply ``overrides`` and validate into a :class:`RunConfig`."""
-    data = apply_overrides(read_yaml(path), overrides or [])
+    """Read ``path``, apply ``overrides`` and validate into a :class:`RunConfig`.
+
+    An error names the file, or "command line" and the override when an override set the bad key.
+    """
+    overrides = overrides or []
+    data = apply_overrides(read_yaml(path), overrides)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
-        message = _format_validation_error(err)
-        if "unknown config key" in message:
-            message += f" (allowed top-level keys: {', '.join(sorted(RunConfig.model_fields))})"
-        raise ConfigError(f"{path}: {message}") from None
+        messages = []
+        for item in err.errors():
+            override = _from_override(tuple(item["loc"]), overrides) if item["loc"] else None
+            where = f"command line override '{override}'" if override is not None else str(path)
+            messages.append(f"{where}: {_format_item(item, RunConfig, '')}")
+        raise ConfigError("; ".join(messages)) from None
+    bad = _non_finite(config, "")
+    if bad is not None:
+        override = _from_override(tuple(bad.split(".")), overrides)
+        where = f"command line override '{override}'" if override is not None else str(path)
+        raise ConfigError(f"{where}: config key '{bad}': must be a finite number (got {_lookup(config, bad, '')!r})")
+    return config
 
 
 def config_to_yaml(config: BaseModel) -> str:
     """The resolved config as YAML (what the run folder stores as ``config.yaml``)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
