@@ -87,3 +87,39 @@ def remove_orphaned_temporaries(folder: str | Path) -> list[Path]:
                 entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Raise a one-line Distill3dError unless ``path`` is (or can be created as) a writable folder.
+
+    Called before any work starts, so that a bad output path costs nothing. Writability is probed by creating
+    and removing a temporary file (``os.access`` says yes to root even on read-only mounts).
+    """
+    path = Path(path)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        blocker = "it" if existing == path else str(existing)
+        raise Distill3dError(f"{path}: cannot use as {what}: {blocker} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".distill3d-write-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise Distill3dError(f"{path}: cannot write the {what} in {existing} ({err.strerror or err})") from None
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Raise a one-line Distill3dError unless a file can be written at ``path`` (not a folder; parent writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise Distill3dError(f"{path}: cannot write the {what} there: it is a folder (give a file name)")
+    check_output_dir(path.parent, f"folder of the {what}")
+    return path

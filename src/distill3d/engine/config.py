@@ -234,17 +234,6 @@ def _format_item(item: Any, model: type[BaseModel], prefix: str) -> str:
     return f"config key '{key}': {message} (got {_shown(item.get('input'))})"
 
 
-def _format_validation_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """One line for all problems, each naming the dotted key and what is allowed."""
-    return "; ".join(_format_item(item, model, prefix) for item in err.errors())
-
-
-def _check_finite(config: BaseModel, prefix: str) -> None:
-    bad = _non_finite(config, prefix)
-    if bad is not None:
-        raise ConfigError(f"config key '{bad}': must be a finite number (got {_lookup(config, bad, prefix)!r})")
-
-
 def _lookup(config: Any, dotted: str, prefix: str) -> Any:
     parts = dotted.split(".")[1 if prefix else 0 :]
     for part in parts:
@@ -257,22 +246,38 @@ def _lookup(config: Any, dotted: str, prefix: str) -> Any:
     return config
 
 
-def validate_section(model: type[ModelT], data: dict[str, Any], prefix: str, source: str | None = None) -> ModelT:
-    """Validate ``data`` as ``model``; errors name keys as ``prefix.key`` (after ``source: `` when given).
+def _where(loc: tuple[Any, ...], source: str | None, overrides: list[str]) -> str:
+    """``'<file>: '``, ``'command line override 'k=v': '`` (when an override set the key) or ``''``."""
+    override = _from_override(loc, overrides) if loc else None
+    if override is not None:
+        return f"command line override '{override}': "
+    return f"{source}: " if source else ""
+
+
+def validate_section(
+    model: type[ModelT], data: dict[str, Any], prefix: str, source: str | None = None,
+    overrides: list[str] | None = None,
+) -> ModelT:
+    """Validate ``data`` as ``model``; errors name keys as ``prefix.key``, after the file ``source`` or, for a
+    key set by one of ``overrides`` (dotted, from the top level), the command line.
 
     Unknown keys list the allowed ones; a non-finite float anywhere is refused, whatever ``model`` allows.
     """
-    lead = f"{source}: " if source else ""
+    overrides = overrides or []
+    head = tuple(prefix.split(".")) if prefix else ()
     if not isinstance(data, dict):
-        raise ConfigError(f"{lead}config key '{prefix}' must be a mapping, got {_shown(data)}")
+        where = _where(head, source, overrides)
+        raise ConfigError(f"{where}config key '{prefix}' must be a mapping, got {_shown(data)}")
     try:
         result = model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(lead + _format_validation_error(err, model, prefix)) from None
-    try:
-        _check_finite(result, prefix)
-    except ConfigError as err:
-        raise ConfigError(f"{lead}{err}") from None
+        problems = [_where((*head, *item["loc"]), source, overrides) + _format_item(item, model, prefix)
+                    for item in err.errors()]
+        raise ConfigError("; ".join(problems)) from None
+    bad = _non_finite(result, prefix)
+    if bad is not None:
+        raise ConfigError(f"{_where(tuple(bad.split('.')), source, overrides)}config key '{bad}': must be a finite "
+                          f"number (got {_lookup(result, bad, prefix)!r})")
     return result
 
 
@@ -354,21 +359,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     """
     overrides = overrides or []
     data = apply_overrides(read_yaml(path), overrides)
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as err:
-        messages = []
-        for item in err.errors():
-            override = _from_override(tuple(item["loc"]), overrides) if item["loc"] else None
-            where = f"command line override '{override}'" if override is not None else str(path)
-            messages.append(f"{where}: {_format_item(item, RunConfig, '')}")
-        raise ConfigError("; ".join(messages)) from None
-    bad = _non_finite(config, "")
-    if bad is not None:
-        override = _from_override(tuple(bad.split(".")), overrides)
-        where = f"command line override '{override}'" if override is not None else str(path)
-        raise ConfigError(f"{where}: config key '{bad}': must be a finite number (got {_lookup(config, bad, '')!r})")
-    return config
+    return validate_section(RunConfig, data, "", source=str(path), overrides=overrides)
 
 
 def config_to_yaml(config: BaseModel) -> str:
