@@ -1,7 +1,9 @@
 """The ``distill3d`` command line: train, eval, report, list, kitti-eval, demo.
 
 User errors (bad config, missing file, malformed dataset file, NaN loss) print one line on stderr and exit
-with status 2 (1 for a non-finite loss), without a traceback. Set ``DISTILL3D_DEBUG=1`` for the traceback.
+with status 2 (1 for a non-finite loss, 130 for Ctrl-C), without a traceback; so do operating-system errors
+(disk full, permission denied), naming the file. Output paths are checked before any work starts. Set
+``DISTILL3D_DEBUG=1`` for the traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError
+from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError, RunInterruptedError
+from distill3d.files import check_output_dir, check_output_file
 
 app = typer.Typer(
     name="distill3d",
@@ -31,8 +35,29 @@ def _echo(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ train
+#: What may change when a run is resumed (recorded in its config.yaml); anything else needs a new run.
+RESUME_OVERRIDABLE = ("train.",)
+
+
+def _resume_overrides(config: str, overrides: list[str]) -> list[str]:
+    """The overrides of ``train --resume`` (typer puts the first one in CONFIG); a recipe or file is refused."""
+    if config and "=" not in config:
+        raise ConfigError(
+            f"command line: --resume continues a run with its own config.yaml; do not also give '{config}' "
+            "(start a new run with it instead)"
+        )
+    overrides = [config, *overrides] if config else list(overrides)
+    for text in overrides:
+        if not text.split("=", 1)[0].strip().startswith(RESUME_OVERRIDABLE):
+            raise ConfigError(
+                f"command line override '{text}': only train.* settings may change when resuming "
+                "(the model and data must stay those of the checkpoint); start a new run instead"
+            )
+    return overrides
+
+
 def prepare_run(config: str, overrides: list[str], resume: Path | None) -> tuple[Any, Any, Any, Path]:
-    """Validate the config and build the task, before anything is written to disk.
+    """Validate the config, check the run folder and build the task, before anything is written to disk.
 
     Returns (run config with resolved options, method module, task, run folder).
     """
@@ -40,23 +65,32 @@ def prepare_run(config: str, overrides: list[str], resume: Path | None) -> tuple
     from distill3d.engine.config import load_run_config, validate_section
 
     if resume is not None:
+        overrides = _resume_overrides(config, overrides)
+        if not Path(resume).is_dir():
+            raise Distill3dError(f"{resume}: cannot resume, no such run folder")
         config_path = Path(resume) / "config.yaml"
         if not config_path.is_file():
             raise Distill3dError(f"{resume}: cannot resume, no config.yaml in that folder")
+        if not (Path(resume) / "last.pt").is_file():
+            raise Distill3dError(f"{resume}: cannot resume, no last.pt in that folder (no epoch finished)")
     else:
         config_path = resolve_config_path(config)
     run_config = load_run_config(config_path, overrides)
     method = load_method(run_config.method)
-    options = validate_section(method.Options, run_config.options, "options")
+    options = validate_section(method.Options, run_config.options, "options", source=str(config_path),
+                               overrides=overrides)
     run_config = run_config.model_copy(update={"options": options.model_dump(mode="json")})
-    task = method.build_task(options, run_config.seed)
     if resume is not None:
         run_dir = Path(resume)
     else:
         name = run_config.name or f"{run_config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not name.strip() or Path(name).name != name or name in {".", ".."}:
+            raise ConfigError(f"{config_path}: config key 'name': a run name must be one folder name, got {name!r}")
         run_dir = run_config.out_dir / name
         if (run_dir / "last.pt").exists():
             raise Distill3dError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another name")
+    check_output_dir(run_dir, "run folder")
+    task = method.build_task(options, run_config.seed)
     return run_config, method, task, run_dir
 
 
@@ -76,7 +110,13 @@ def train(
     if not config and resume is None:
         raise ConfigError("give a CONFIG (file or recipe name) or --resume RUN_DIR")
     run_config, _, task, run_dir = prepare_run(config, overrides or [], resume)
+    resumed_with = ([config] if config else []) + list(overrides or []) if resume is not None else []
     dist_info = init_distributed()
+    if resumed_with and dist_info.is_main:  # the run folder records what the run really used
+        from distill3d.files import atomic_write_text
+
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(run_config))
+        _echo(f"resuming {run_dir} with {' '.join(resumed_with)} (recorded in config.yaml)")
     if dist_info.enabled and run_config.name is None and resume is None:
         import torch.distributed as dist
 
@@ -215,6 +255,11 @@ def predict(
     out_dir: Annotated[Path, typer.Option(help="where the annotated images go")] = Path("predictions"),
 ) -> None:
     """Predict on images: draw the prediction on each image and print it."""
+    check_output_dir(out_dir, "prediction folder")
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if missing[1:] else ""
+        raise Distill3dError(f"{missing[0]}: image not found{more}")
     method, state, _ = _method_of_checkpoint(checkpoint, "predict")
     for line in method.predict(state, list(images), out_dir):
         _echo(line)
@@ -227,9 +272,14 @@ def export(
     out: Annotated[Path | None, typer.Option(help="output file (default: next to the checkpoint)")] = None,
 ) -> None:
     """Export the deployable model (e.g. the image-only student) as TorchScript or ONNX."""
+    if export_format not in ("torchscript", "onnx"):
+        raise ConfigError(f"--format must be torchscript or onnx, got {export_format!r}")
+    if out is not None:
+        check_output_file(out, "export file")
     method, state, path = _method_of_checkpoint(checkpoint, "export")
     suffix = ".onnx" if export_format == "onnx" else ".torchscript.pt"
     target = out or path.with_name(path.stem + suffix)
+    check_output_file(target, "export file")
     _echo(f"written: {method.export(state, target, export_format)}")
 
 
@@ -247,13 +297,14 @@ def _check_world(name: str) -> None:
 def world_preview(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORLDS)}")],
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("contact_sheet.png"),
-    n: Annotated[int, typer.Option(min=1, help="number of samples")] = 16,
-    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+    n: Annotated[int, typer.Option(min=1, max=1024, help="number of samples")] = 16,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
 ) -> None:
     """Write a PNG contact sheet of samples with their labels drawn (pose axes, hand skeleton, 3D boxes)."""
     from distill3d.data.worlds.preview import contact_sheet
 
     _check_world(name)
+    check_output_file(out, "contact sheet")
     _echo(f"written: {contact_sheet(name, n, seed, out)}")
 
 
@@ -262,7 +313,7 @@ def world_export(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORLDS)}")],
     out: Annotated[Path, typer.Option(help="dataset folder to create (must not exist)")],
     n: Annotated[int, typer.Option(min=1, help="number of samples")] = 100,
-    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
 ) -> None:
     """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND, shapes → ShapeNetPart."""
     from distill3d.data.worlds.preview import export_world
@@ -270,6 +321,7 @@ def world_export(
     _check_world(name)
     if out.exists():
         raise Distill3dError(f"{out} already exists; choose a new folder")
+    check_output_dir(out, "dataset folder")
     _echo(f"written: {export_world(name, out, n, seed)}")
 
 
@@ -289,6 +341,7 @@ def demo(
     """Run a quick preset on the built-in world (minutes on 2 CPU cores) and print its comparison table."""
     if name not in DEMOS:
         raise ConfigError(f"unknown demo '{name}' (known: {', '.join(DEMOS)})")
+    check_output_dir(out_dir, "demo run folder")
     _echo(f"demo '{name}': {DEMOS[name]}")
     if name == "shapes":
         run_name = f"demo-shapes-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -310,16 +363,47 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors (unknown command, bad option) are reported by click itself with exit status 2.
     """
+    debug = bool(os.environ.get("DISTILL3D_DEBUG"))
+    if not debug:
+        warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="distill3d")
     except NonFiniteLossError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except Distill3dError as err:
-        if os.environ.get("DISTILL3D_DEBUG"):
+        if debug:
             raise
         typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except RunInterruptedError as err:
+        typer.echo(f"{err}", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Distill3dError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {_one_line(str(err))}", err=True)
         sys.exit(2)
+    except (OSError, MemoryError) as err:  # the machine, not the library: disk full, permissions, no memory
+        if debug:
+            raise
+        if isinstance(err, MemoryError):
+            typer.echo("error: out of memory", err=True)
+        else:
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            typer.echo(f"error: {where}{err.strerror or _one_line(str(err)) or type(err).__name__}", err=True)
+        sys.exit(2)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings on the command line: one line ``warning: …`` without the source location."""
+    typer.echo(f"warning: {_one_line(str(message))}", err=True)
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: newlines (e.g. from a file name) are shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from distill3d.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier
 from distill3d.engine.logging import MetricLogger
 from distill3d.engine.task import Task
-from distill3d.errors import Distill3dError, NonFiniteLossError, RunInterruptedError
+from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError, RunInterruptedError
 from distill3d.files import atomic_write_text, remove_orphaned_temporaries
 
 CHECKPOINT_FORMAT = "distill3d-checkpoint-v1"
@@ -238,6 +238,7 @@ class Trainer:
                     if dist_info.is_main:
                         metrics = self.evaluate(task, model, val_set)
                         logger.log(epoch, step, {f"val/{k}": v for k, v in metrics.items()})
+                        self._check_monitor(metrics)
                     barrier()
                 if dist_info.is_main:
                     best, best_epoch = self._save(model, optimizer, scheduler, epoch, step, best, best_epoch,
@@ -274,6 +275,14 @@ class Trainer:
                 f"non-finite weights after epoch {epoch} (e.g. '{bad[0]}'; a NaN/inf gradient although the loss "
                 f"was finite); not saved; try a lower train.optimizer.lr or set train.grad_clip" + self._last_good()
             )
+
+    def _check_monitor(self, metrics: dict[str, float]) -> None:
+        """A ``train.monitor`` that names no validation metric would silently never write best.pt."""
+        monitor = self.cfg.monitor
+        if monitor is not None and metrics and monitor.split("/", 1)[1] not in metrics:
+            known = ", ".join(f"val/{k}" for k in sorted(metrics))
+            raise ConfigError(f"config key 'train.monitor': '{monitor}' is not a validation metric of this method "
+                              f"(it reports {known})")
 
     def _repair_best(self, state: dict[str, Any]) -> None:
         """On resume: make best.pt hold the best epoch last.pt records (a kill between the two writes)."""
