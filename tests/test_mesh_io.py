@@ -46,7 +46,8 @@ def test_read_off_polygons_are_fan_triangulated_and_colours_ignored(tmp_path):
                     "4 0 1 2 3 128 128 128\n3 0 1 4\n")  # fmt: skip
     vertices, faces = read_off(path)
     np.testing.assert_array_equal(vertices[2], [1, 1, 0])
-    np.testing.assert_array_equal(faces, [[0, 1, 2], [0, 2, 3], [0, 1, 4]])
+    # the quad becomes two triangles covering it with its winding (trimesh splits it as (0 1 2), (2 3 0))
+    assert sorted(sorted(f) for f in faces.tolist()) == [[0, 1, 2], [0, 1, 4], [0, 2, 3]]
 
 
 def test_read_off_accepts_counts_glued_to_the_keyword(tmp_path):
@@ -59,24 +60,27 @@ def test_read_off_accepts_counts_glued_to_the_keyword(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "message"),
+    ("text", "message"),
     [
-        ("PLY\n1 0 0\n0 0 0\n", 1, "not an OFF file"),
-        ("OFF\n3 1\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", 2, "three integers"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n", 4, "expected 3 vertex and 1 face lines"),
-        ("OFF\n3 1 0\n0 0 0\n1 zero 0\n0 1 0\n3 0 1 2\n", 4, "'zero' is not a number"),
-        ("OFF\n3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", 4, "vertex line needs x y z"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", 6, "outside 0…2"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", 6, "k ≥ 3"),
+        ("PLY\n1 0 0\n0 0 0\n", "not an OFF file"),
+        ("OFF\n3 1\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "three integers"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n", "expected 3 vertex lines"),
+        ("OFF\n3 1 0\n0 0 0\n1 zero 0\n0 1 0\n3 0 1 2\n", "'zero' is not a number"),
+        ("OFF\n3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "expected 3 vertex lines starting with x y z"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "outside 0…2"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "k ≥ 3"),
+        ("OFF\n3 1 0\n0 0 nan\n1 0 0\n0 1 0\n3 0 1 2\n", "vertex 0 has a non-finite coordinate"),
+        ("OFF\n3 1 0\n0 0 1e999\n1 0 0\n0 1 0\n3 0 1 2\n", "non-finite"),
+        ("OFF\n900000000 1 0\n0 0 0\n", "more than the file holds"),
+        ("OFF\n3 1 0\n" + "1" * 1_000_000 + " 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "non-finite"),  # bounded memory
     ],
 )
-def test_read_off_errors_name_file_and_line(tmp_path, text, line, message):
+def test_read_off_errors_name_the_file(tmp_path, text, message):
     path = tmp_path / "bad.off"
     path.write_text(text)
     with pytest.raises(DataFormatError, match=message) as info:
         read_off(path)
-    assert info.value.path == path and info.value.line == line
-    assert f"bad.off:{line}" in str(info.value)
+    assert info.value.path == path and str(info.value).startswith(f"{path}")
 
 
 def test_read_off_missing_file(tmp_path):
@@ -126,41 +130,31 @@ def test_read_ascii_ply_with_extra_properties_and_faces(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "message", "line"),
+    ("content", "message"),
     [
-        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n", "end_header", 1),
-        (
-            b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nend_header\n0 0\n",
-            r"lacks properties \['z'\]",
-            3,
-        ),
-        (
-            b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
-            b"end_header\n0 0 0\n1 oops 0\n",
-            "'oops' is not a number",
-            8,
-        ),
-        (
-            b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
-            b"end_header\n0 0 0\n1 0\n",
-            "must have 3 values",
-            8,
-        ),
-        (
-            b"ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
-            b"property double z\nend_header\n" + bytes(24),
-            "truncated",
-            None,
-        ),
-        (b"ply\nformat pdf 1.0\nend_header\n", "unsupported PLY format", 2),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n", "end_header"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nend_header\n0 0\n",
+         r"lacks properties \['z'\]"),
+        (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+         b"end_header\n0 0 0\n1 oops 0\n", "not a number"),
+        (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+         b"end_header\n0 0 0\n1 0\n", "vertex properties of the header"),
+        (b"ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
+         b"property double z\nend_header\n" + bytes(24), "truncated"),
+        (b"ply\nformat pdf 1.0\nelement vertex 1\nproperty float x\nend_header\n", "unsupported PLY format"),
+        (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float x\n"
+         b"property float y\nproperty float z\nend_header\n" + bytes(16), "'x' is declared twice"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+         b"end_header\ninf 0 0\n", "non-finite coordinate"),
+        (b"\x00\xff" * 40, "not a PLY file"),
     ],
 )
-def test_read_ply_errors(tmp_path, content, message, line):
+def test_read_ply_errors(tmp_path, content, message):
     path = tmp_path / "bad.ply"
     path.write_bytes(content)
     with pytest.raises(DataFormatError, match=message) as info:
         read_ply_points(path)
-    assert info.value.path == path and info.value.line == line
+    assert info.value.path == path
 
 
 def test_real_posefromshape_point_clouds():

@@ -1,25 +1,26 @@
-"""Small readers for CAD shapes: PLY point clouds, OFF meshes, and area-weighted surface sampling.
+"""Readers for CAD shapes (PLY point clouds, OFF meshes) on top of trimesh, and area-weighted surface sampling.
 
 Formats
 -------
-* **PLY** (``read_ply_points``): an ASCII header (``ply``, ``format ascii|binary_little_endian|binary_big_endian
-  1.0``, ``element <name> <count>``, ``property <type> <name>``, ``property list <count type> <item type>
-  <name>``, ``comment …``, ``obj_info …``, ``end_header``) followed by the elements in header order. Only the
-  ``vertex`` element's ``x``, ``y``, ``z`` are read (any scalar type; other vertex properties and every other
-  element, e.g. ``face``, are ignored). PoseFromShape's ``pointcloud/<class>/<nn>/compressed.ply`` files are
-  binary little-endian with 5000 ``double`` vertices and an empty ``face`` element.
-* **OFF** (``read_off``): ``OFF`` (or ``COFF``/``NOFF``/…, or the ModelNet typo ``OFF<nv> <nf> <ne>`` on one
-  line), then ``n_vertices n_faces n_edges``, ``n_vertices`` lines starting with ``x y z`` (extra columns such
-  as colours are ignored), then ``n_faces`` lines ``k i_1 … i_k [colour]`` with 0-based vertex indices.
-  Polygons with ``k > 3`` are split into a triangle fan. ``#`` starts a comment; blank lines are skipped.
+* **PLY** (``read_ply_points``): ASCII, binary little- or big-endian (any scalar property types, any other
+  elements such as ``face``). Only the ``vertex`` element's ``x``, ``y``, ``z`` are returned. PoseFromShape's
+  ``pointcloud/<class>/<nn>/compressed.ply`` files are binary little-endian with 5000 ``double`` vertices and an
+  empty ``face`` element.
+* **OFF** (``read_off``): ``OFF`` (or ``COFF``, or the ModelNet typo ``OFF<nv> <nf> <ne>`` on one line), then
+  ``n_vertices n_faces n_edges``, ``n_vertices`` lines starting with ``x y z`` (extra columns such as colours
+  are ignored), then ``n_faces`` lines ``k i_1 … i_k [colour]`` with 0-based vertex indices. Polygons with
+  ``k > 3`` are triangulated. ``#`` starts a comment; blank lines are skipped.
 
-Every parser is vectorised over vertices and faces (numpy on the token stream; no Python loop per point).
-Malformed files raise :class:`distill3d.errors.DataFormatError` naming the file and, where meaningful, the
-1-based line.
+Parsing is trimesh's (``trimesh.exchange.ply.load_ply`` / ``trimesh.exchange.off.load_off``: vectorised,
+bounded memory: a 1 MB token costs megabytes, not gigabytes). This module wraps it so that every failure is a
+:class:`distill3d.errors.DataFormatError` naming the file, and checks what trimesh accepts silently: declared
+counts (a file that ends early), non-finite coordinates, faces with fewer than 3 corners or outside the
+vertices, and files larger than :data:`MAX_MESH_BYTES`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -28,61 +29,44 @@ import numpy as np
 
 from distill3d.errors import DataFormatError
 
-__all__ = ["read_off", "read_ply_points", "sample_mesh_surface"]
+__all__ = ["MAX_MESH_BYTES", "read_off", "read_ply_points", "sample_mesh_surface"]
 
 PathLike = str | os.PathLike
 
-_PLY_TYPES: dict[str, str] = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
-_PLY_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+#: Largest CAD file read (ShapeNet/ModelNet meshes are a few MB; PoseFromShape clouds 120 kB).
+MAX_MESH_BYTES = 512 << 20
 
 
 def _read_bytes(path: PathLike) -> bytes:
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_MESH_BYTES:
+            raise DataFormatError(path, f"{size} bytes is larger than a CAD file may be ({MAX_MESH_BYTES})")
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise DataFormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, "is a folder, expected a file") from None
     except OSError as error:
-        raise DataFormatError(path, f"cannot read file: {error}") from None
+        raise DataFormatError(path, f"cannot read file: {error.strerror or error}") from None
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Tokenising text with line numbers (shared by the ASCII PLY body and OFF).
-# ----------------------------------------------------------------------------------------------------------
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _tokenise(text: bytes, comment: bytes | None = None) -> tuple[list[bytes], np.ndarray]:
-    """Whitespace tokens of ``text`` and the 1-based line of each, (T,) int64; ``comment`` starts a comment."""
-    if comment is not None and comment in text:
-        text = re.sub(re.escape(comment) + rb"[^\n]*", b"", text)
-    tokens = text.split()
-    if not tokens:
-        return tokens, np.zeros(0, np.int64)
-    data = np.frombuffer(text, np.uint8)
-    is_space = np.isin(data, np.frombuffer(b" \t\r\n\v\f", np.uint8))
-    previous_space = np.concatenate([[True], is_space[:-1]])
-    starts = np.flatnonzero(~is_space & previous_space)
-    line_of_byte = np.cumsum(data == ord("\n"))
-    return tokens, line_of_byte[starts] + 1
-
-
-def _as_numbers(path: PathLike, tokens: list[bytes], lines: np.ndarray, what: str) -> np.ndarray:
-    """Tokens → float64 array; a token that is not a number raises DataFormatError at its line."""
+def _finite_xyz(path: PathLike, vertices: object, what: str) -> np.ndarray:
     try:
-        return np.array(tokens, dtype=np.bytes_).astype(np.float64)
-    except ValueError:
-        for token, line in zip(tokens, lines, strict=True):  # error path only: find the culprit
-            try:
-                float(token)
-            except ValueError:
-                raise DataFormatError(
-                    path, f"{what}: {token.decode(errors='replace')!r} is not a number", line=int(line)
-                ) from None
-        raise
+        array = np.asarray(vertices, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, f"{what} are not numbers") from None
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise DataFormatError(path, f"{what} must be x y z triples, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        row = int(np.flatnonzero(~np.all(np.isfinite(array), axis=1))[0])
+        raise DataFormatError(path, f"{what} {row} has a non-finite coordinate {array[row].tolist()}")
+    return array
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -91,160 +75,108 @@ def _as_numbers(path: PathLike, tokens: list[bytes], lines: np.ndarray, what: st
 
 
 def read_ply_points(path: PathLike) -> np.ndarray:
-    """Vertex positions of a PLY file → (N, 3) float64 (``x``, ``y``, ``z``; faces and other data ignored).
+    """Vertex positions of a PLY file → (N, 3) float64 (``x``, ``y``, ``z``; faces and other data ignored)."""
+    from trimesh.exchange.ply import load_ply
 
-    ASCII, binary little- and big-endian bodies are supported; a vertex element with list properties, or a
-    list-valued element before the vertices of a binary file, is rejected.
-    """
     raw = _read_bytes(path)
-    end = re.search(rb"end_header[ \t]*\r?\n", raw)
-    if not raw.startswith(b"ply") or end is None:
+    if not raw.startswith(b"ply") or re.search(rb"end_header\r?\n", raw[:1 << 16]) is None:
         raise DataFormatError(path, "not a PLY file (expected 'ply' … 'end_header')", line=1)
-    header_lines = raw[: end.start()].decode("ascii", errors="replace").splitlines()
-    body = raw[end.end() :]
-    body_line = len(header_lines) + 1  # 1-based line number of the body's first line (ASCII)
-
-    byte_order: str | None = None
-    format_seen = False
-    elements: list[tuple[str, int, list[tuple[str, str | None, str]], int]] = []  # name, count, props, line
-    for number, line in enumerate(header_lines, start=1):
-        words = line.split()
-        if not words or words[0] in ("ply", "comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            if len(words) < 2 or words[1] not in _PLY_FORMATS:
-                raise DataFormatError(path, f"unsupported PLY format line {line.strip()!r}", line=number)
-            byte_order, format_seen = _PLY_FORMATS[words[1]], True
-        elif words[0] == "element":
-            if len(words) != 3 or not words[2].isdigit():
-                raise DataFormatError(path, f"malformed element line {line.strip()!r}", line=number)
-            elements.append((words[1], int(words[2]), [], number))
-        elif words[0] == "property":
-            if not elements:
-                raise DataFormatError(path, "property before any element", line=number)
-            if len(words) == 5 and words[1] == "list" and words[2] in _PLY_TYPES and words[3] in _PLY_TYPES:
-                elements[-1][2].append((_PLY_TYPES[words[3]], _PLY_TYPES[words[2]], words[4]))
-            elif len(words) == 3 and words[1] in _PLY_TYPES:
-                elements[-1][2].append((_PLY_TYPES[words[1]], None, words[2]))
-            else:
-                raise DataFormatError(path, f"malformed property line {line.strip()!r}", line=number)
-        else:
-            raise DataFormatError(path, f"unknown PLY header keyword {words[0]!r}", line=number)
-    if not format_seen:
-        raise DataFormatError(path, "PLY header has no 'format' line")
-    names = [e[0] for e in elements]
-    if "vertex" not in names:
+    header = raw[: raw.index(b"end_header")].decode("ascii", errors="replace")
+    if not re.search(r"^format[ \t]+(ascii|binary_little_endian|binary_big_endian)[ \t]+1\.0[ \t]*\r?$", header, re.M):
+        raise DataFormatError(path, "unsupported PLY format line (expected 'format ascii|binary_…_endian 1.0')")
+    properties = re.findall(r"^property\s+(?!list)\S+\s+(\S+)\s*$", header.split("element vertex", 1)[-1].split(
+        "\nelement", 1)[0], flags=re.M) if "element vertex" in header else []
+    if "element vertex" not in header:
         raise DataFormatError(path, "PLY file has no vertex element")
-    vertex_at = names.index("vertex")
-    _, count, properties, element_line = elements[vertex_at]
-    property_names = [p[2] for p in properties]
-    missing = [axis for axis in "xyz" if axis not in property_names]
+    duplicated = sorted({p for p in properties if properties.count(p) > 1})
+    if duplicated:
+        raise DataFormatError(path, f"vertex property {duplicated[0]!r} is declared twice")
+    missing = [axis for axis in "xyz" if axis not in properties]
     if missing:
-        raise DataFormatError(path, f"vertex element lacks properties {missing}", line=element_line)
-    if any(p[1] is not None for p in properties):
-        raise DataFormatError(path, "list properties in the vertex element are not supported", line=element_line)
-    columns = [property_names.index(axis) for axis in "xyz"]
+        raise DataFormatError(path, f"vertex element lacks properties {missing}")
+    try:
+        loaded = load_ply(io.BytesIO(raw), skip_materials=True, fix_texture=False)
+    except Exception as error:  # trimesh raises ValueError, KeyError, IndexError, UnicodeDecodeError…
+        raise DataFormatError(path, _ply_problem(error)) from None
+    vertices = loaded.get("vertices")
+    if vertices is None:
+        raise DataFormatError(path, "PLY file has no vertex positions")
+    if isinstance(vertices, np.ndarray) and vertices.dtype == object:
+        raise DataFormatError(path, "vertex lines must each hold the vertex properties of the header")
+    return _finite_xyz(path, vertices, "vertex")
 
-    if byte_order is None:  # ASCII: elements are consecutive lines
-        skip_lines = sum(e[1] for e in elements[:vertex_at])
-        lines = body.split(b"\n", skip_lines + count)
-        if len(lines) < skip_lines + count:
-            raise DataFormatError(
-                path, f"expected {count} vertex lines, the file ends early", line=body_line + len(lines) - 1
-            )
-        block = b"\n".join(lines[skip_lines : skip_lines + count])
-        tokens, token_lines = _tokenise(block)
-        token_lines += body_line + skip_lines - 1
-        width = len(properties)
-        if len(tokens) != count * width:
-            per_line = np.bincount(token_lines - (body_line + skip_lines), minlength=count)
-            bad = int(np.flatnonzero(per_line != width)[0]) if np.any(per_line != width) else count - 1
-            raise DataFormatError(path, f"vertex lines must have {width} values", line=body_line + skip_lines + bad)
-        values = _as_numbers(path, tokens, token_lines, "vertex").reshape(count, width)
-        return values[:, columns]
 
-    offset = 0
-    for name, n_items, props, line in elements[:vertex_at]:
-        if any(p[1] is not None for p in props):
-            raise DataFormatError(path, f"cannot skip list-valued element {name!r} before the vertices", line=line)
-        offset += n_items * sum(np.dtype(p[0]).itemsize for p in props)
-    dtype = np.dtype([(p[2], byte_order + p[0]) for p in properties])
-    needed = offset + count * dtype.itemsize
-    if len(body) < needed:
-        raise DataFormatError(path, f"binary vertex data truncated: need {needed} bytes, found {len(body)}")
-    vertices = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
-    return np.stack([vertices[axis].astype(np.float64) for axis in "xyz"], axis=1)
+def _ply_problem(error: BaseException) -> str:
+    """trimesh's PLY failures in the words of the format."""
+    text = str(error)
+    if "unexpected length" in text:
+        return "binary data truncated, or longer than the header declares"
+    if "unmatched data" in text or "could not convert" in text:
+        return "the ASCII body holds a value that is not a number, or too few values"
+    if isinstance(error, KeyError):
+        return f"unknown property type or name {text}"
+    return f"not a readable PLY file ({_reason(error)})"
 
 
 # ----------------------------------------------------------------------------------------------------------
 # OFF
 # ----------------------------------------------------------------------------------------------------------
 
+def _declared_counts(path: PathLike, raw: bytes) -> tuple[int, int]:
+    """(n_vertices, n_faces) of an OFF header: the keyword line, then (on it or the next line) three integers;
+    comments and blank lines skipped."""
+    lines = (line.split("#", 1)[0].strip() for line in raw[: 1 << 16].decode("ascii", "replace").splitlines())
+    meaningful = [line for line in lines if line][:2]
+    head = re.fullmatch(r"(C?N?OFF)\s*(.*)", meaningful[0]) if meaningful else None
+    if head is None:
+        first = meaningful[0].split()[0][:20] if meaningful else ""
+        raise DataFormatError(path, f"not an OFF file (first word {first!r}, expected 'OFF')", line=1)
+    counts = (head.group(2) or (meaningful[1] if len(meaningful) > 1 else "")).split()
+    if len(counts) != 3 or not all(c.isdigit() for c in counts):
+        raise DataFormatError(path, "the counts line must hold three integers 'n_vertices n_faces n_edges' (≥ 0)")
+    n_vertices, n_faces = int(counts[0]), int(counts[1])
+    if n_vertices > len(raw) // 6 or n_faces > len(raw) // 6:  # every vertex/face line takes ≥ 6 bytes
+        raise DataFormatError(path, f"declares {n_vertices} vertices and {n_faces} faces, more than the file holds")
+    return n_vertices, n_faces
+
+
+def _off_problem(error: BaseException, n_vertices: int) -> str:
+    """trimesh's OFF failures in the words of the format."""
+    text = str(error)
+    number = re.search(r"could not convert string to float: '(.*)'", text)
+    if number:
+        return f"{number.group(1)[:40]!r} is not a number"
+    if "cannot reshape" in text or "inhomogeneous" in text:
+        return f"expected {n_vertices} vertex lines starting with x y z"
+    if "outside the range" in text:
+        return f"face refers to a vertex outside 0…{n_vertices - 1}"
+    return f"not a readable OFF mesh ({_reason(error)})"
+
 
 def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read an OFF mesh → vertices (V, 3) float64, faces (F, 3) int64 (0-based; polygons fan-triangulated)."""
+    """Read an OFF mesh → vertices (V, 3) float64, faces (F, 3) int64 (0-based; polygons triangulated)."""
+    from trimesh.exchange.off import load_off
+
     raw = _read_bytes(path)
-    tokens, lines = _tokenise(raw, comment=b"#")
-    if not tokens:
-        raise DataFormatError(path, "empty file (expected 'OFF')", line=1)
-    keyword = tokens[0].upper()
-    glued = re.fullmatch(rb"([A-Z]*OFF)(\d+)", keyword)
-    if glued:  # ModelNet's 'OFF490 518 0' typo: the vertex count is glued to the keyword
-        tokens = [glued.group(1), glued.group(2), *tokens[1:]]
-        lines = np.concatenate([lines[:1], lines])
-    elif not re.fullmatch(rb"[A-Z]*OFF", keyword):
-        word = tokens[0].decode(errors="replace")
-        raise DataFormatError(path, f"not an OFF file (first word {word!r}, expected 'OFF')", line=int(lines[0]))
-    if len(tokens) < 4:
-        raise DataFormatError(path, "missing 'n_vertices n_faces n_edges' counts", line=int(lines[-1]))
-    counts_line = int(lines[1])
-    if not lines[1] == lines[2] == lines[3]:
-        raise DataFormatError(path, "the counts line must hold three integers", line=counts_line)
+    n_vertices, n_faces = _declared_counts(path, raw)
+    if b"\x00" in raw:
+        raise DataFormatError(path, "contains NUL bytes: not a text OFF file")
     try:
-        n_vertices, n_faces = int(tokens[1]), int(tokens[2])
-        int(tokens[3])
-    except ValueError:
-        raise DataFormatError(path, "the counts line must hold three integers", line=counts_line) from None
-    if n_vertices < 0 or n_faces < 0:
-        raise DataFormatError(path, "negative vertex or face count", line=counts_line)
-
-    body_tokens, body_lines = tokens[4:], lines[4:]
-    # Group the body's tokens into its non-empty lines: line k holds tokens [start[k], start[k] + width[k]).
-    line_ids, line_start, line_width = np.unique(body_lines, return_index=True, return_counts=True)
-    if len(line_ids) < n_vertices + n_faces:
-        last = int(line_ids[-1]) if len(line_ids) else counts_line
-        raise DataFormatError(
-            path, f"expected {n_vertices} vertex and {n_faces} face lines, found {len(line_ids)} lines", line=last
-        )
-    values = _as_numbers(path, body_tokens, body_lines, "mesh data")
-
-    v_width, v_start, v_lines = line_width[:n_vertices], line_start[:n_vertices], line_ids[:n_vertices]
-    if np.any(v_width < 3):
-        bad = int(np.flatnonzero(v_width < 3)[0])
-        raise DataFormatError(path, "a vertex line needs x y z", line=int(v_lines[bad]))
-    vertices = values[v_start[:, None] + np.arange(3)]
-
-    f_start = line_start[n_vertices : n_vertices + n_faces]
-    f_width = line_width[n_vertices : n_vertices + n_faces]
-    f_lines = line_ids[n_vertices : n_vertices + n_faces]
-    sides = values[f_start] if n_faces else np.zeros(0)
-    bad = (sides != np.round(sides)) | (sides < 3) | (f_width < sides + 1)
-    if np.any(bad):
-        raise DataFormatError(path, "a face line must be 'k i_1 … i_k' with k ≥ 3", line=int(f_lines[np.argmax(bad)]))
-    sides = sides.astype(np.int64)
-    # Triangle fan: polygon (i_1 … i_k) → (i_1, i_{j+1}, i_{j+2}) for j = 1 … k − 2.
-    n_triangles = sides - 2
-    face_of_triangle = np.repeat(np.arange(n_faces), n_triangles)
-    corner = np.arange(len(face_of_triangle)) - np.repeat(np.cumsum(n_triangles) - n_triangles, n_triangles)
-    first = f_start[face_of_triangle] + 1
-    picks = np.stack([first, first + corner + 1, first + corner + 2], axis=1)
-    indices = values[picks]
-    if np.any(indices != np.round(indices)) or np.any(indices < 0) or np.any(indices >= n_vertices):
-        bad_face = face_of_triangle[
-            np.argmax(np.any((indices < 0) | (indices >= n_vertices) | (indices != np.round(indices)), axis=1))
-        ]
-        raise DataFormatError(path, f"face refers to a vertex outside 0…{n_vertices - 1}", line=int(f_lines[bad_face]))
-    return vertices, indices.astype(np.int64).reshape(-1, 3)
+        loaded = load_off(io.BytesIO(raw))
+    except Exception as error:  # trimesh raises ValueError, IndexError, NameError…
+        raise DataFormatError(path, _off_problem(error, n_vertices)) from None
+    vertices = _finite_xyz(path, loaded.get("vertices"), "vertex")
+    try:
+        faces = np.asarray(loaded.get("faces") if n_faces else np.zeros((0, 3)), dtype=np.int64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, "a face line must be 'k i_1 … i_k' with k ≥ 3") from None
+    if len(vertices) != n_vertices:
+        raise DataFormatError(path, f"expected {n_vertices} vertex lines, found {len(vertices)}")
+    if len(faces) < n_faces:
+        raise DataFormatError(path, f"expected {n_faces} face lines (k ≥ 3 corners each), the file ends early")
+    if len(faces) and (faces.min() < 0 or faces.max() >= n_vertices):
+        raise DataFormatError(path, f"face refers to a vertex outside 0…{n_vertices - 1}")
+    return vertices, faces
 
 
 # ----------------------------------------------------------------------------------------------------------
