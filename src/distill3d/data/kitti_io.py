@@ -18,6 +18,8 @@ Malformed input raises :class:`distill3d.errors.DataFormatError` naming the file
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +223,26 @@ def _parse_int(path: Path, line: int, column: str, token: str) -> int:
     return int(value)
 
 
+#: Largest absolute value of any label/result number (pixels, metres, radians): larger is a corrupt file.
+_MAX_ABS_VALUE = 1e6
+
+
+def _check_object(path: Path, line: int, name: str, occluded: int, row: list[float]) -> None:
+    """Refuse impossible values (row = truncated, alpha, x1 y1 x2 y2, h w l, x y z, ry[, score])."""
+    truncated, box, dims = row[0], row[2:6], row[6:9]
+    big = next((v for v in row if abs(v) > _MAX_ABS_VALUE), None)
+    if big is not None:
+        raise DataFormatError(path, f"value {big:g} is beyond any plausible range (±{_MAX_ABS_VALUE:g})", line=line)
+    if occluded not in (-1, 0, 1, 2, 3):
+        raise DataFormatError(path, f"column 'occluded' must be -1, 0, 1, 2 or 3, got {occluded}", line=line)
+    if not (-1.0 <= truncated <= 1.0):
+        raise DataFormatError(path, f"column 'truncated' must lie in [0, 1] (or -1), got {truncated:g}", line=line)
+    if box[2] < box[0] or box[3] < box[1]:
+        raise DataFormatError(path, f"2D box has x2 < x1 or y2 < y1: {box}", line=line)
+    if name != "DontCare" and any(d < 0 for d in dims):
+        raise DataFormatError(path, f"3D box dimensions (h, w, l) must not be negative, got {dims}", line=line)
+
+
 def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObjects:
     """Read a KITTI label (15 columns) or result (16 columns, last = score) file.
 
@@ -261,6 +283,7 @@ def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObje
                 if k != 2
             ]
         )
+        _check_object(path, line_number, tokens[0], occluded[-1], rows[-1])
     if not rows:
         return KittiObjects.empty()
     values = np.array(rows, dtype=np.float64)  # columns: truncated, alpha, bbox(4), h w l, x y z, ry[, score]
@@ -358,8 +381,14 @@ def read_label_dir(
     return objects
 
 
+_FRAME_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 def read_split_file(path: PathLike) -> list[str]:
-    """Frame ids of a split file (``ImageSets/val.txt``): one id per line, blank lines skipped."""
+    """Frame ids of a split file (``ImageSets/val.txt``): one id per line, blank lines skipped.
+
+    An id is a file stem: letters, digits, ``_ . -`` (no path separators, NUL or other control characters).
+    """
     path = Path(path)
     ids = []
     for line_number, line in enumerate(_read_lines(path), start=1):
@@ -367,6 +396,10 @@ def read_split_file(path: PathLike) -> list[str]:
         if len(tokens) > 1:
             raise DataFormatError(
                 path, f"expected one frame id per line, got {len(tokens)} tokens", line=line_number
+            )
+        if tokens and (not _FRAME_ID.fullmatch(tokens[0]) or tokens[0] in (".", "..")):
+            raise DataFormatError(
+                path, f"frame id {tokens[0][:40]!r} is not a file stem (letters, digits, _ . -)", line=line_number
             )
         ids.extend(tokens)
     return ids
@@ -510,6 +543,14 @@ def read_calib_file(path: PathLike) -> KittiCalib:
     missing = [key for key in _CALIB_SHAPES if key not in matrices and key not in _CALIB_OPTIONAL]
     if missing:
         raise DataFormatError(path, f"missing calibration entries: {', '.join(missing)}")
+    rotation = matrices["R0_rect"]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
+        raise DataFormatError(path, "R0_rect is not a rotation matrix (R·Rᵀ ≠ I or det ≠ 1)")
+    for key in ("P0", "P1", "P2", "P3"):
+        focal = matrices[key][[0, 1], [0, 1]]
+        if np.any(np.abs(focal) < 1e-6) or matrices[key][2, 2] == 0:
+            message = f"{key} has a zero focal length (fx={focal[0]:g}, fy={focal[1]:g}) or P[2,2] = 0"
+            raise DataFormatError(path, message)
     return KittiCalib(**matrices, extra=extra)
 
 
@@ -560,6 +601,15 @@ def evaluate_kitti_dirs(
     if not _frame_ids(result_dir):
         raise DataFormatError(result_dir, "no result files (*.txt) in this folder")
     labels = read_label_dir(gt_dir, ids)
+    result_ids = set(_frame_ids(result_dir))
+    matched = result_ids.intersection(ids)
+    if not matched:
+        warnings.warn(f"{result_dir}: no result file matches an evaluated frame id (e.g. {ids[0]}.txt): every AP is 0",
+                      stacklevel=2)
+    elif len(matched) < len(result_ids):
+        stray = sorted(result_ids - matched)
+        warnings.warn(f"{result_dir}: {len(stray)} result files match no evaluated frame and are ignored "
+                      f"(e.g. {stray[0]}.txt)", stacklevel=2)
     results = read_label_dir(result_dir, ids, with_score=True, missing_ok=True)
     return evaluate_kitti(
         [labels[i].to_eval_annotations() for i in ids],

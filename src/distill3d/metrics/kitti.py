@@ -25,6 +25,7 @@ files is :mod:`distill3d.data.kitti_io`'s job.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -617,6 +618,22 @@ def _r40(precision: np.ndarray) -> np.ndarray:
     return precision[..., 1:].sum(axis=-1) / 40 * 100
 
 
+def _warn_few_gt(classes: Sequence[str], num_valid: np.ndarray) -> None:
+    """Say when a class has 1…40 valid GT boxes: the devkit's 41-point recall sampling then caps AP below 100
+    even for perfect detections (reproduced here on purpose), which surprises on small sets."""
+    few = [
+        f"{name} ({', '.join(f'{d} {n}' for d, n in zip(DIFFICULTIES, num_valid[c], strict=True))})"
+        for c, name in enumerate(classes)
+        if np.any((num_valid[c] > 0) & (num_valid[c] < NUM_SAMPLE_POINTS))
+    ]
+    if few:
+        warnings.warn(
+            f"fewer than {NUM_SAMPLE_POINTS} valid GT boxes for {'; '.join(few)}: as in the official devkit, AP "
+            f"then stays below 100 even for perfect detections (recall is sampled at {NUM_SAMPLE_POINTS} points)",
+            stacklevel=3,
+        )
+
+
 def evaluate_kitti(
     gt_annotations: Sequence[FrameAnnotations],
     dt_annotations: Sequence[FrameAnnotations],
@@ -675,6 +692,7 @@ def evaluate_kitti(
             ignored_gt, ignored_dt, num_valid = _ignore_flags(data, class_name, d)
             flags[c, d] = (ignored_gt, ignored_dt, num_valid)
             counts[:, c, d] = (num_valid, np.sum(ignored_gt == 1), np.sum(ignored_dt == 0))
+    _warn_few_gt(classes, counts[0])
 
     for metric_index, metric in enumerate(METRICS):
         if metric not in metrics:
