@@ -115,3 +115,50 @@ def test_shared_demo_crops_and_intrinsics_are_in_freihand_format() -> None:
         K = np.load(image_path.with_name(image_path.name.replace("_img.jpg", "_K.npy")))
         assert K.shape == (3, 3) and K[2, 2] == 1 and K[0, 0] > 100
         assert Image.open(image_path).size == (224, 224)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("training_K.json", b"\xff\xfe[]", r"training_K\.json: not a UTF-8 text file"),
+        ("training_K.json", b"[" * 100_000 + b"]" * 100_000, r"training_K\.json: JSON nested too deeply"),
+        ("training_scale.json", b"[" + b"9" * 5000 + b"]", r"training_scale\.json: malformed JSON value"),
+        ("training_scale.json", b"[0.1, -0.2, 0.1, 0.1]", r"training_scale\.json: entry 1 is not a positive length"),
+        ("training_scale.json", b"[0.1, 1e999, 0.1, 0.1]", r"training_scale\.json: contains non-finite values"),
+    ],
+)
+def test_bad_json_gives_one_error_naming_the_file(freihand_root, name: str, content: bytes, needle: str) -> None:
+    root, _ = freihand_root
+    (root / name).write_bytes(content)
+    with pytest.raises(DataFormatError, match=needle):
+        FreiHANDDataset(root, "training")
+
+
+def test_a_camera_matrix_with_zero_focal_is_refused(freihand_root) -> None:
+    root, _ = freihand_root
+    K = json.loads((root / "training_K.json").read_text())
+    K[1][0][0] = 0.0
+    (root / "training_K.json").write_text(json.dumps(K))
+    with pytest.raises(DataFormatError, match=r"training_K\.json: entry 1 is not a camera matrix"):
+        FreiHANDDataset(root, "training")
+
+
+def test_a_copy_with_one_background_version_serves_it(freihand_root) -> None:
+    root, _ = freihand_root
+    frames = len(json.loads((root / "training_K.json").read_text()))
+    for index in range(frames, 4 * frames):
+        (root / "training" / "rgb" / f"{index:08d}.jpg").unlink()
+    with pytest.warns(UserWarning, match=r"has background versions \(0,\) of the requested \(0, 1, 2, 3\)"):
+        data = FreiHANDDataset(root, "training", (0, 1, 2, 3))
+    assert len(data) == frames and data[frames - 1]["image"].shape[0] == 3
+
+
+def test_pred_json_with_non_finite_values_is_refused(tmp_path: Path) -> None:
+    xyz = np.zeros((1, 21, 3))
+    path = write_freihand_predictions(tmp_path / "pred.json", xyz)
+    path.write_text(path.read_text().replace("0.0", "NaN", 1))
+    with pytest.raises(DataFormatError, match=r"pred\.json: holds non-finite"):
+        read_freihand_predictions(path)
+    path.write_bytes(b"\xff")
+    with pytest.raises(DataFormatError, match=r"pred\.json: not a UTF-8"):
+        read_freihand_predictions(path)

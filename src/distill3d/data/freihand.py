@@ -16,6 +16,7 @@ Submissions for the Codalab server (and ``eval.py`` of ``lmb-freiburg/freihand``
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,25 +42,59 @@ FREIHAND_NUM_VERTICES = 778
 _SPLITS = ("training", "evaluation")
 
 
-def _load_json_array(path: Path, trailing_shape: tuple[int, ...]) -> np.ndarray:
-    """A JSON list of arrays of ``trailing_shape`` → float64 array (N, *trailing_shape); errors name the file."""
-    if not path.is_file():
-        raise DataFormatError(path, "file not found (expected part of a FreiHAND download)")
+#: Largest JSON file read (training_xyz.json of the full release is ≈ 40 MB).
+MAX_JSON_BYTES = 2 << 30
+
+
+def read_json(path: Path, missing: str = "file not found") -> Any:
+    """Parse a JSON file; every failure (missing, oversized, non-UTF-8, malformed, nested too deeply, an integer
+    too long to convert) is a DataFormatError naming the file (and the line where JSON reports one)."""
     try:
-        data = json.loads(path.read_text())
+        if not path.is_file():
+            raise DataFormatError(path, missing)
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataFormatError(path, f"{size} bytes is too large (limit {MAX_JSON_BYTES})")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text)
+    except OSError as err:
+        raise DataFormatError(path, f"cannot read file: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, f"not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise DataFormatError(path, f"malformed JSON: {err.msg}", err.lineno) from None
+    except RecursionError:
+        raise DataFormatError(path, "JSON nested too deeply") from None
+    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
+        raise DataFormatError(path, f"malformed JSON value ({str(err)[:100]})") from None
+
+
+def _numeric_array(path: Path, data: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise DataFormatError(path, f"{what} must be numeric arrays of one shape") from None
+
+
+def _load_json_array(path: Path, trailing_shape: tuple[int, ...]) -> np.ndarray:
+    """A JSON list of arrays of ``trailing_shape`` → float64 array (N, *trailing_shape); errors name the file."""
+    data = read_json(path, "file not found (expected part of a FreiHAND download)")
     if not isinstance(data, list):
         raise DataFormatError(path, f"expected a JSON list, got {type(data).__name__}")
-    try:
-        array = np.asarray(data, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise DataFormatError(path, f"entries must all be numeric arrays of shape {trailing_shape}") from None
+    array = _numeric_array(path, data, f"entries of shape {trailing_shape}")
     if array.shape[1:] != trailing_shape or array.ndim != 1 + len(trailing_shape):
         raise DataFormatError(path, f"expected entries of shape {trailing_shape}, got array of shape {array.shape}")
     if not np.isfinite(array).all():
         raise DataFormatError(path, "contains non-finite values")
     return array
+
+
+def _check_intrinsics(path: Path, K: np.ndarray) -> None:
+    """Every K must be a pinhole camera: positive focal lengths, last row (0, 0, 1)."""
+    bad = (K[:, 0, 0] <= 0) | (K[:, 1, 1] <= 0) | np.any(K[:, 2] != np.array([0.0, 0.0, 1.0]), axis=1)
+    if np.any(bad):
+        index = int(np.argmax(bad))
+        raise DataFormatError(path, f"entry {index} is not a camera matrix (focal ≤ 0 or last row ≠ 0 0 1)")
 
 
 class FreiHANDDataset(Dataset):
@@ -70,7 +105,8 @@ class FreiHANDDataset(Dataset):
         root: folder of the download (see the module docstring).
         split: ``training`` or ``evaluation``.
         background_versions: which of the 4 training background versions to serve (image ``i + k·N``);
-            sample ``n`` is frame ``n mod N`` of version ``background_versions[n // N]``.
+            sample ``n`` is frame ``n mod N`` of version ``background_versions[n // N]``. Versions whose images
+            are absent (an export of the hands world writes one) are left out with a warning.
         image_size: output side S (images are resized from 224 with bilinear filtering; K follows).
         frames: optional subset of frame indices (e.g. a labelled fraction).
     """
@@ -87,6 +123,10 @@ class FreiHANDDataset(Dataset):
         xyz_path = self.root / f"{split}_xyz.json"
         self.xyz = _load_json_array(xyz_path, (21, 3)) if (split == "training" or xyz_path.is_file()) else None
         self.num_frames = len(self.K)
+        _check_intrinsics(self.root / f"{split}_K.json", self.K)
+        if np.any(self.scale <= 0):
+            raise DataFormatError(self.root / f"{split}_scale.json",
+                                  f"entry {int(np.argmax(self.scale <= 0))} is not a positive length")
         for name, array in (("scale", self.scale), ("xyz", self.xyz)):
             if array is not None and len(array) != self.num_frames:
                 raise DataFormatError(self.root / f"{split}_{name}.json",
@@ -97,6 +137,13 @@ class FreiHANDDataset(Dataset):
         if not versions or any(v < 0 or v > 3 for v in versions):
             raise Distill3dError(f"background_versions must be a non-empty subset of 0..3, got {versions}")
         self.versions = versions
+        rgb = self.root / split / "rgb"
+        if self.num_frames and (rgb / f"{0:08d}.jpg").is_file():  # the release has 4 versions, a world export 1
+            present = tuple(v for v in versions if (rgb / f"{v * self.num_frames:08d}.jpg").is_file())
+            if present != versions:
+                warnings.warn(f"{rgb}: has background versions {present or '(none)'} of the requested {versions}; "
+                              f"serving those", stacklevel=2)
+                self.versions = versions = present or (0,)
         self.frames = np.arange(self.num_frames) if frames is None else np.asarray(frames, dtype=np.int64)
         if len(self.frames) and (self.frames.min() < 0 or self.frames.max() >= self.num_frames):
             raise Distill3dError(f"frames must lie in 0..{self.num_frames - 1}")
@@ -169,20 +216,15 @@ def write_freihand_predictions(path: str | Path, xyz: torch.Tensor | np.ndarray,
 def read_freihand_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a ``pred.json`` → (xyz (N, 21, 3), verts (N, 778, 3)); errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        data: Any = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, f"malformed JSON: {err.msg}", err.lineno) from None
+    data = read_json(path)
     if not isinstance(data, list) or len(data) != 2:
         raise DataFormatError(path, "expected [xyz_list, verts_list]")
-    try:
-        xyz, verts = np.asarray(data[0], dtype=np.float64), np.asarray(data[1], dtype=np.float64)
-    except (ValueError, TypeError):
-        raise DataFormatError(path, "xyz and verts lists must hold numeric arrays") from None
+    xyz = _numeric_array(path, data[0], "the xyz list's entries")
+    verts = _numeric_array(path, data[1], "the verts list's entries")
     if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
         raise DataFormatError(path, f"xyz entries must be (21, 3), got {xyz.shape}")
     if verts.shape != (len(xyz), FREIHAND_NUM_VERTICES, 3):
         raise DataFormatError(path, f"verts must be ({len(xyz)}, 778, 3), got {verts.shape}")
+    if not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(verts))):
+        raise DataFormatError(path, "holds non-finite coordinates")
     return xyz, verts
