@@ -152,8 +152,8 @@ def test_splits_categories_and_missing_files(release) -> None:
         (3, "0.1 0.2 0.3 0 0 1", "expected 7 numbers"),
         (2, "0.1 0.2 zero 0 0 1 1", "not a number"),
         (4, "0.1 nan 0.3 0 0 1 1", "non-finite value"),
-        (5, "0.1 0.2 0.3 0 0 1 1.5", "is not an integer"),
-        (6, "0.1 0.2 0.3 0 0 1 36", "is not one of this category's parts"),
+        (5, "0.1 0.2 0.3 0 0 1 1.5", "is not an integer in"),
+        (6, "0.1 0.2 0.3 0 0 1 36", "is not one of the parts"),
     ],
 )
 def test_malformed_object_file_names_the_file_and_line(release, line: int, replacement: str, message: str) -> None:
@@ -182,7 +182,7 @@ def test_malformed_index_files_raise_data_format_errors(release, tmp_path: Path)
 
     split = root / "train_test_split" / "shuffled_train_file_list.json"
     split.write_text('[\n"shape_data/02691156/1a04e3eab45ca15dd86060f189eb133",\n]')
-    with pytest.raises(DataFormatError, match="not valid JSON") as error:
+    with pytest.raises(DataFormatError, match="malformed JSON") as error:
         ShapeNetPartDataset(root, "train")
     assert error.value.line == 3
     split.write_text('["shape_data/02691156"]')
@@ -306,3 +306,31 @@ def test_shapes_world_export_reads_back_unchanged(tmp_path: Path) -> None:
         assert (x1, y1, x2, y2) == (columns.min(), rows.min(), columns.max(), rows.max())
     with pytest.raises(FileExistsError):
         export_world("shapes", out, n=2)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\xff\xfe[]", "not a UTF-8 text file"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (b"[" + b"7" * 5000 + b"]", "malformed JSON value"),
+    ],
+)
+def test_hostile_split_lists_give_one_error(tmp_path, content, needle):
+    from distill3d.data.shapenetpart import read_split_file
+
+    path = tmp_path / "shuffled_train_file_list.json"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError, match=needle):
+        read_split_file(path)
+
+
+def test_huge_or_negative_part_labels_are_refused(tmp_path):
+    path = tmp_path / "x.txt"
+    for label in ("1e30", "-1"):
+        path.write_text(f"0 0 0 0 0 1 0\n0.1 0.2 0.3 0 0 1 {label}\n")
+        with pytest.raises(DataFormatError, match=r"x\.txt:2: part label .* is not an integer in"):
+            read_shapenetpart_points(path)
+    path.write_text("0 0 0 0 0 1 0\n0.1 inf 0.3 0 0 1 1\n")
+    with pytest.raises(DataFormatError, match=r"x\.txt:2: non-finite value"):
+        read_shapenetpart_points(path)

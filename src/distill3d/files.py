@@ -10,6 +10,7 @@ permissions of a normal ``open()``/``mkdir`` under the process umask (typically 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,8 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from distill3d.errors import Distill3dError
+from distill3d.errors import DataFormatError, Distill3dError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -123,3 +125,31 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
         raise Distill3dError(f"{path}: cannot write the {what} there: it is a folder (give a file name)")
     check_output_dir(path.parent, f"folder of the {what}")
     return path
+
+
+#: Largest JSON file :func:`read_json` reads (FreiHAND's training_xyz.json is ≈ 40 MB).
+MAX_JSON_BYTES = 2 << 30
+
+
+def read_json(path: str | Path, missing: str = "file not found") -> Any:
+    """Parse a JSON file; every failure (missing, oversized, non-UTF-8, malformed, nested too deeply, an integer
+    too long to convert) is a DataFormatError naming the file (and the line where JSON reports one)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise DataFormatError(path, missing)
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataFormatError(path, f"{size} bytes is too large (limit {MAX_JSON_BYTES})")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text)
+    except OSError as err:
+        raise DataFormatError(path, f"cannot read file: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, f"not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, f"malformed JSON: {err.msg}", err.lineno) from None
+    except RecursionError:
+        raise DataFormatError(path, "JSON nested too deeply") from None
+    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
+        raise DataFormatError(path, f"malformed JSON value ({str(err)[:100]})") from None

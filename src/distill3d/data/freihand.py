@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from distill3d.errors import DataFormatError, Distill3dError
-from distill3d.files import atomic_write_text
+from distill3d.files import atomic_write_text, read_json
 
 __all__ = [
     "FREIHAND_IMAGE_SIZE",
@@ -40,33 +40,6 @@ __all__ = [
 FREIHAND_IMAGE_SIZE = 224
 FREIHAND_NUM_VERTICES = 778
 _SPLITS = ("training", "evaluation")
-
-
-#: Largest JSON file read (training_xyz.json of the full release is ≈ 40 MB).
-MAX_JSON_BYTES = 2 << 30
-
-
-def read_json(path: Path, missing: str = "file not found") -> Any:
-    """Parse a JSON file; every failure (missing, oversized, non-UTF-8, malformed, nested too deeply, an integer
-    too long to convert) is a DataFormatError naming the file (and the line where JSON reports one)."""
-    try:
-        if not path.is_file():
-            raise DataFormatError(path, missing)
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise DataFormatError(path, f"{size} bytes is too large (limit {MAX_JSON_BYTES})")
-        text = path.read_bytes().decode("utf-8")
-        return json.loads(text)
-    except OSError as err:
-        raise DataFormatError(path, f"cannot read file: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise DataFormatError(path, f"not a UTF-8 text file ({err.reason} at byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, f"malformed JSON: {err.msg}", err.lineno) from None
-    except RecursionError:
-        raise DataFormatError(path, "JSON nested too deeply") from None
-    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
-        raise DataFormatError(path, f"malformed JSON value ({str(err)[:100]})") from None
 
 
 def _numeric_array(path: Path, data: Any, what: str) -> np.ndarray:

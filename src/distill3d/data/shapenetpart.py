@@ -53,7 +53,7 @@ import torch
 from torch.utils.data import Dataset
 
 from distill3d.errors import DataFormatError, Distill3dError
-from distill3d.files import atomic_directory
+from distill3d.files import atomic_directory, read_json
 
 __all__ = [
     "SHAPENETPART_CATEGORIES",
@@ -106,8 +106,17 @@ _COLUMNS = 7  # x y z nx ny nz part
 # ----------------------------------------------------------------------------------------------------------
 
 
+#: Largest rotational symmetry order accepted in distill3d.json (0 = continuous).
+_MAX_SYMMETRY = 360
+
+
 def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except OSError as error:
+        raise DataFormatError(path, f"cannot read file: {error.strerror or error}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -140,10 +149,7 @@ def read_split_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "split list not found")
-    try:
-        entries = json.loads(_read_text(path))
-    except json.JSONDecodeError as error:
-        raise DataFormatError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise DataFormatError(path, f"expected a JSON list of 'shape_data/<synset>/<id>', got {type(entries).__name__}")
     pairs = []
@@ -199,14 +205,14 @@ def read_shapenetpart_points(
         values, _ = _rows_slowly(path, text)
     finite = np.isfinite(values).all(axis=1)
     labels = values[:, 6]
-    integral = labels == np.round(labels)
+    integral = (labels == np.round(labels)) & (labels >= 0) & (labels < 2**31)
     allowed = integral if part_ids is None else integral & np.isin(labels, np.asarray(part_ids, np.float64))
     if not (finite.all() and allowed.all()):
         _, line_of_row = _rows_slowly(path, text)
         if not finite.all():
             raise DataFormatError(path, "non-finite value", line=int(line_of_row[np.argmin(finite)]))
         row = int(np.argmin(allowed))
-        problem = "is not an integer" if not integral[row] else f"is not one of this category's parts {list(part_ids)}"
+        problem = "is not an integer in 0…2³¹" if not integral[row] else f"is not one of the parts {list(part_ids)}"
         raise DataFormatError(path, f"part label {labels[row]:g} {problem}", line=int(line_of_row[row]))
     return values[:, :3].astype(np.float32), values[:, 3:6].astype(np.float32), labels.astype(np.int64)
 
@@ -241,17 +247,16 @@ def _read_metadata(root: Path) -> tuple[dict[str, tuple[int, ...]] | None, dict[
     path = root / METADATA_FILE
     if not path.is_file():
         return None, {}
-    try:
-        meta = json.loads(_read_text(path))
-    except json.JSONDecodeError as error:
-        raise DataFormatError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise DataFormatError(path, "expected a JSON object")
     table = meta.get("part_table")
     if table is not None and not isinstance(table, dict):
         raise DataFormatError(path, "'part_table' must map category names to lists of part ids")
     symmetry = meta.get("symmetry_order", {})
-    if not isinstance(symmetry, dict) or not all(isinstance(v, int) and v >= 0 for v in symmetry.values()):
+    if not isinstance(symmetry, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_SYMMETRY for v in symmetry.values()
+    ):
         raise DataFormatError(path, "'symmetry_order' must map 'synset/id' to a non-negative integer")
     return (None if table is None else _check_part_table(table, path)), symmetry
 
