@@ -434,10 +434,18 @@ def read_annotation_files(
 def read_split_list(path: Path) -> list[str]:
     """Image ids of a split list: the first word of each non-empty line (VOC lists carry a ±1 label after it)."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise DataFormatError(path, "split list not found") from None
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
+    except OSError as error:
+        raise DataFormatError(path, f"cannot read split list: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, f"not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
+    bad = next((i for i in ids if "/" in i or "\\" in i or "\x00" in i or i in (".", "..")), None)
+    if bad is not None:
+        raise DataFormatError(path, f"image id {bad[:40]!r} is not a file stem")
+    return ids
 
 
 # ----------------------------------------------------------------------------------------------------------

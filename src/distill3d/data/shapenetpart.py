@@ -203,7 +203,8 @@ def read_shapenetpart_points(
             values = None
     if values is None or values.shape[1] != _COLUMNS:
         values, _ = _rows_slowly(path, text)
-    finite = np.isfinite(values).all(axis=1)
+    with np.errstate(over="ignore"):  # values beyond float32 (returned as float32) count as non-finite
+        finite = np.isfinite(values).all(axis=1) & np.isfinite(values[:, :6].astype(np.float32)).all(axis=1)
     labels = values[:, 6]
     integral = (labels == np.round(labels)) & (labels >= 0) & (labels < 2**31)
     allowed = integral if part_ids is None else integral & np.isin(labels, np.asarray(part_ids, np.float64))
