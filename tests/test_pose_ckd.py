@@ -214,3 +214,54 @@ def test_runs_on_a_real_format_pascal3d_tree(tmp_path: Path) -> None:
     assert "acc_pi6" in result.last_metrics
     with pytest.raises(ValueError, match="data_root is required"):
         Options(dataset="objectnet3d")
+
+
+def test_geometric_augmentation_is_one_warp_of_crop_flip_and_rotation() -> None:
+    """With the crop jitter off, the composed warp equals the flip followed by the rotation, labels included."""
+    from distill3d.data.augment import geometric_viewpoint_augmentation
+
+    torch.manual_seed(3)
+    images = torch.rand(6, 3, 32, 32)
+    viewpoint = torch.tensor([[0.5, 0.2, 0.1]] * 6)
+    out, label, flipped = geometric_viewpoint_augmentation(images, viewpoint, None, flip_p=1.0, rotate_p=1.0,
+                                                           crop_jitter=0.0)
+    assert flipped.all()
+    angle = label[:, 2] + viewpoint[:, 2]  # θ → −θ then + r
+    expected_images, expected_label = rotate_images_and_viewpoints(*flip_images_and_viewpoints(images, viewpoint),
+                                                                    angle)
+    torch.testing.assert_close(label, expected_label)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))  # borders differ by the zero padding only
+    torch.testing.assert_close(out[inner], expected_images[inner], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("category", ["chair", "table"])
+def test_geometric_augmentation_labels_match_renders(category: str) -> None:
+    """The augmented image is (almost) the render at the augmented label, symmetric objects' labels canonical."""
+    from distill3d.data.augment import geometric_viewpoint_augmentation
+
+    obj = build_object(category, np.random.default_rng(11), readable=True)
+    viewpoint = torch.tensor([[math.radians(40), math.radians(20), math.radians(5)]], dtype=torch.float32)
+    image = render_viewpoints([obj], viewpoint)[0].mask[:, None].float()
+    order = torch.tensor([obj.symmetry_order])
+    torch.manual_seed(0)
+    for _ in range(4):
+        out, label, _ = geometric_viewpoint_augmentation(image, viewpoint, order, crop_jitter=0.0)
+        assert 0 <= label[0, 0] < 2 * math.pi / max(obj.symmetry_order, 1) + 1e-6
+        expected = render_viewpoints([obj], label)[0].mask
+        assert mask_iou(out[:, 0] > 0.5, expected) > 0.85
+
+
+def test_photometric_jitter_composes_to_the_stepwise_operations() -> None:
+    from distill3d.data.augment import _blur3, photometric_jitter
+
+    images = torch.rand(4, 3, 16, 16) * 0.5 + 0.25
+    assert torch.equal(photometric_jitter(images, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0), images)
+    grey = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True).expand_as(images)
+    torch.testing.assert_close(photometric_jitter(images, jitter_p=0.0, grayscale_p=1.0, blur_p=0.0), grey)
+    # brightness, contrast and saturation at fixed factors (strength 0 → factor 1 → identity)
+    torch.testing.assert_close(photometric_jitter(images, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0), images)
+    import kornia.filters as KF
+
+    sigma = torch.tensor([0.3, 0.6, 0.9, 1.0])
+    torch.testing.assert_close(_blur3(images, sigma), KF.gaussian_blur2d(images, (3, 3), sigma[:, None].expand(4, 2)),
+                               atol=1e-6, rtol=0)

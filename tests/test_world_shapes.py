@@ -237,3 +237,74 @@ def test_dataloader_workers_can_fork_after_the_parent_rendered() -> None:
     expected = data.batch([0, 1, 2, 3])["image"]  # the parent runs the parallel kernel first
     batch = next(iter(DataLoader(data, batch_size=4, num_workers=1)))
     assert torch.equal(batch["image"], expected)
+
+
+# ------------------------------------------------------------------------------------- difficulty presets
+def test_difficulty_presets_change_the_scene_but_not_the_labels_semantics() -> None:
+    batches = {d: ShapesWorld(SIZE, 64, "seen", difficulty=d).viewpoint_batch("val", list(range(12)), False)
+               for d in ("easy", "standard", "hard")}
+    # easy: flat light-grey background everywhere off the object, nothing else in the frame
+    easy = batches["easy"]
+    off_object = ~easy["mask"][:, None].expand_as(easy["image"])
+    assert torch.allclose(easy["image"][off_object], torch.full((), 0.92), atol=1e-6)
+    # standard backgrounds vary less than hard ones (a third of the contrast, no stripes)
+    def background_spread(batch: dict[str, torch.Tensor]) -> float:
+        stds = [batch["image"][i][:, ~batch["mask"][i]].std(dim=1).mean() for i in range(len(batch["image"]))]
+        return float(torch.stack(stds).mean())
+    assert background_spread(batches["standard"]) < 0.6 * background_spread(batches["hard"])
+    # objects are larger in the frame on average in standard than in hard
+    assert batches["standard"]["mask"].float().mean() > batches["hard"]["mask"].float().mean()
+    with pytest.raises(ValueError, match="difficulty"):
+        ShapesWorld(difficulty="medium")
+
+
+def test_hard_preset_reproduces_the_original_world() -> None:
+    """``hard`` keeps the original random streams: the same sample renders as it did before the presets."""
+    hard = ShapesWorld(SIZE, 64, difficulty="hard")
+    rng = np.random.default_rng([1, 0, 0, 3, 0])  # WORLD_ID, seed, split train, index 3, object stream
+    original = build_object(hard.category_of(3), rng)
+    again = hard.object("train", 3)
+    assert np.array_equal(original.primitives.size, again.primitives.size)
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "standard", "hard"])
+def test_symmetric_objects_get_canonical_azimuths_that_render_identically(difficulty: str) -> None:
+    """An n-fold symmetric object looks the same from a and a + 2π/n (so the label is a mod 2π/n); an object of
+    revolution looks the same from every azimuth (label 0). The world's labels are canonical and its images are
+    the renders at those labels."""
+    world = ShapesWorld(SIZE, 64, ("bottle", "cup", "table", "stool", "rocket", "bench"), difficulty=difficulty)
+    indices = list(range(36))
+    batch = world.viewpoint_batch("test", indices, with_points=False)
+    orders = batch["symmetry_order"]
+    assert set(orders.tolist()) >= {0, 2}
+    period = 2 * math.pi / orders.clamp(min=1).float()
+    azimuth = batch["viewpoint"][:, 0]
+    assert torch.all(azimuth[orders == 0] == 0)
+    assert torch.all((azimuth >= 0) & (azimuth < period + 1e-6))
+    objects = [world.object("test", i) for i in indices]
+    for turns in (1, 2):
+        turned = batch["viewpoint"].double().clone()
+        turned[:, 0] += torch.where(orders == 0, 1.234, turns * period.double())
+        masks = render_viewpoints(objects, turned.numpy(), batch["distance"].numpy(), SIZE)[0].mask
+        reference = render_viewpoints(objects, batch["viewpoint"].double().numpy(), batch["distance"].numpy(),
+                                      SIZE)[0].mask
+        symmetric = orders != 1
+        iou = (masks & reference).sum((1, 2)).float() / (masks | reference).sum((1, 2)).clamp(min=1).float()
+        assert iou[symmetric].min() > 0.97, iou[symmetric]
+
+
+def test_readable_fronts_make_front_and_back_views_differ() -> None:
+    """Cars, lamps and benches seen from the front and from behind differ more in the standard preset."""
+    def front_back_difference(readable: bool) -> float:
+        total = 0.0
+        for category in ("car", "lamp", "bench"):
+            objects = [build_object(category, np.random.default_rng([5, i]), readable) for i in range(8)]
+            views = np.array([[0.3, 0.4, 0.0]] * 8)
+            behind = views + np.array([math.pi, 0, 0])
+            mirrored = views * np.array([-1, 1, 1])  # the mirror image of the back view's silhouette
+            front = render_viewpoints(objects, views)[0].rgb
+            back = render_viewpoints(objects, behind)[0].rgb.flip(3)
+            del mirrored
+            total += float((front - back).abs().mean())
+        return total
+    assert front_back_difference(True) > front_back_difference(False)

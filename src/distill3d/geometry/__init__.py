@@ -21,6 +21,7 @@ from distill3d.geometry.camera import (
 from distill3d.geometry.procrustes import FREIHAND_NORM_EPSILON, align_similarity, similarity_procrustes
 from distill3d.geometry.rotations import (
     axis_angle_to_rotation_matrix,
+    canonical_azimuth,
     geodesic_distance,
     matrix_to_viewpoint,
     rotation_matrix_to_axis_angle,
@@ -40,6 +41,7 @@ __all__ = [
     "box2d_iou",
     "box3d_corners",
     "box3d_iou",
+    "canonical_azimuth",
     "crop_and_resize_intrinsics",
     "crop_intrinsics",
     "depth_to_points",

@@ -37,6 +37,7 @@ from distill3d.errors import ShapeError
 
 __all__ = [
     "axis_angle_to_rotation_matrix",
+    "canonical_azimuth",
     "geodesic_distance",
     "matrix_to_viewpoint",
     "rotation_matrix_to_axis_angle",
@@ -157,3 +158,16 @@ def geodesic_distance(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> tor
         torch.where(nonzero, torch.sqrt(torch.where(nonzero, squared, torch.ones_like(squared))), 0.0) / 2
     )
     return torch.atan2(sin_angle, cos_angle)
+
+
+def canonical_azimuth(azimuth: torch.Tensor, symmetry_order: torch.Tensor) -> torch.Tensor:
+    """The smallest azimuth that shows a rotationally symmetric object exactly as ``azimuth`` does (radians).
+
+    An object with n-fold symmetry about its up axis (``symmetry_order`` n ≥ 2) looks the same at a and
+    a + 2π/n, so only ``a mod 2π/n`` can be read from an image; an object of revolution (order 0) looks the same
+    from every azimuth, whose canonical value is 0; order 1 (no symmetry) keeps ``a mod 2π``. Shapes: azimuth
+    (...) and symmetry_order (...) integer, broadcast → (...) in [0, 2π/n).
+    """
+    order = torch.as_tensor(symmetry_order, device=azimuth.device)
+    period = 2 * math.pi / order.clamp(min=1).to(azimuth.dtype)
+    return torch.where(order == 0, torch.zeros_like(azimuth), torch.remainder(azimuth, period))

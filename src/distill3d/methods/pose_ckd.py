@@ -34,12 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from distill3d.data.augment import (
-    box_jitter_crop,
-    flip_images_and_viewpoints,
-    photometric_augmentation,
-    rotate_images_and_viewpoints,
-)
+from distill3d.data.augment import geometric_viewpoint_augmentation, photometric_jitter
 from distill3d.data.cache import MaterializedDataset
 from distill3d.data.worlds.shapes import SEEN_CATEGORIES, UNSEEN_CATEGORIES, ShapesViewpointDataset
 from distill3d.errors import Distill3dError
@@ -155,7 +150,6 @@ class PoseCKDTask:
 
     def __init__(self, options: Options, seed: int) -> None:
         self.options, self.seed = options, seed
-        self.photometric = photometric_augmentation()
         self.teacher: PoseTeacher | None = None
         if options.stage == "student" and options.teacher_checkpoint is not None:
             self.teacher = load_teacher(options.teacher_checkpoint)
@@ -229,17 +223,10 @@ class PoseCKDTask:
         images, viewpoint, points = batch["image"], batch["viewpoint"], batch["points"]
         if not o.augment:
             return images, viewpoint, points
-        b = images.shape[0]
-        images = box_jitter_crop(self.photometric(images), o.crop_jitter)
-        flip = torch.rand(b) < o.flip_p
-        flipped, flipped_vp = flip_images_and_viewpoints(images, viewpoint)
-        images = torch.where(flip[:, None, None, None], flipped, images)
-        viewpoint = torch.where(flip[:, None], flipped_vp, viewpoint)
+        images, viewpoint, flip = geometric_viewpoint_augmentation(
+            photometric_jitter(images), viewpoint, batch["symmetry_order"], o.flip_p, o.rotate_p,
+            math.radians(o.rotate_std_deg), o.crop_jitter)
         points = torch.where(flip[:, None, None], points * points.new_tensor([-1.0, 1.0, 1.0]), points)
-        angle = (torch.randn(b) * math.radians(o.rotate_std_deg)).clamp(-2 * math.radians(o.rotate_std_deg),
-                                                                         2 * math.radians(o.rotate_std_deg))
-        angle = torch.where(torch.rand(b) < o.rotate_p, angle, torch.zeros_like(angle))
-        images, viewpoint = rotate_images_and_viewpoints(images, viewpoint, angle)
         return images, viewpoint, points
 
     # -------------------------------------------------------------------------------------- training

@@ -12,8 +12,9 @@ Canonical object frame (Pascal3D+ / PoseFromShape convention)
   aeroplane's nose, a monitor's display, a guitar's sound hole, a bookshelf's open side, a bed's foot
   end, a lamp's arm); +x is on the viewer's right when the front is seen head-on.  A mug's handle is
   on +x.
-* The object is centred on its axis-aligned bounding box and scaled so that the box's half-diagonal
-  is 1 (every point lies in the unit sphere, as in ModelNet's normalisation).
+* The object is centred on its axis-aligned bounding box (symmetric objects: on their symmetry axis, the
+  z axis, so that rotations about z map them onto themselves) and scaled so that the box's farthest corner is
+  at distance 1 (every point lies in the unit sphere, as in ModelNet's normalisation).
 
 Viewpoint (Pascal3D+): azimuth a about the up axis, elevation e, in-plane rotation θ, distance d.
 The camera centre is ``d·(cos e·sin a, −cos e·cos a, sin e)``: a = 0, e = 0 looks at the front from
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from distill3d.data.worlds.difficulty import Difficulty, check_difficulty
 from distill3d.data.worlds.render import (
     PrimitiveKind,
     Primitives,
@@ -59,17 +61,19 @@ from distill3d.data.worlds.render import (
     rotation_from_z,
     sample_surface,
 )
-from distill3d.geometry.rotations import rotation_x, rotation_z, viewpoint_to_matrix
+from distill3d.geometry.rotations import canonical_azimuth, rotation_x, rotation_z, viewpoint_to_matrix
 
 __all__ = [
     "CATEGORIES",
     "PART_NAMES",
     "SEEN_CATEGORIES",
+    "SHAPES_PRESETS",
     "SPLITS",
     "UNSEEN_CATEGORIES",
     "CategoryInfo",
     "ShapeObject",
     "ShapesPointCloudDataset",
+    "ShapesPreset",
     "ShapesViewpointDataset",
     "ShapesWorld",
     "build_object",
@@ -184,8 +188,8 @@ def _random_color(
 class _Builder:
     """Accumulates one object's primitives; each part gets one random colour unless given one."""
 
-    def __init__(self, category: str, rng: np.random.Generator) -> None:
-        self.category, self.rng = category, rng
+    def __init__(self, category: str, rng: np.random.Generator, readable: bool = False) -> None:
+        self.category, self.rng, self.readable = category, rng, readable
         self.part_index = {p: i for i, p in enumerate(CATEGORY_INFO[category].parts)}
         self.colors: dict[str, np.ndarray] = {}
         self.rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
@@ -335,13 +339,14 @@ def _bench(b: _Builder) -> int:
             )
     else:
         _legs_at_corners(b, width / 2 - 0.05, depth / 2, height - thick, 0.035)
-    if rng.random() < 0.6:
+    if b.readable or rng.random() < 0.6:
         back_h, tilt = rng.uniform(0.3, 0.45), rng.uniform(0.0, 0.25)
         center = [0, depth / 2 - 0.03 + math.sin(tilt) * back_h / 2, height + 0.05 + math.cos(tilt) * back_h / 2]
         b.box("back", center, [width / 2, 0.025, back_h / 2], rotation=_rot_x(-tilt))
         for sx in (-1, 1):
             b.box("back", [sx * (width / 2 - 0.1), depth / 2 - 0.03, height + 0.03], [0.025, 0.025, 0.06])
-    return 1
+        return 1
+    return 2  # no back: the seat and legs look the same from the front and from behind
 
 
 def _bookshelf(b: _Builder) -> int:
@@ -391,7 +396,7 @@ def _car(b: _Builder) -> int:
     body_low, body_h = wheel_r * 0.6, rng.uniform(0.5, 0.75)
     b.box("body", [0, 0, body_low + body_h / 2], [width / 2, length / 2, body_h / 2], rounding=0.12)
     cabin_l, cabin_h = length * rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6)
-    cabin_y = rng.uniform(0.0, 0.15) * length
+    cabin_y = rng.uniform(0.08, 0.2) * length if b.readable else rng.uniform(0.0, 0.15) * length
     top = body_low + body_h
     b.box("cabin", [0, cabin_y, top + cabin_h / 2 - 0.03], [width / 2 - 0.1, cabin_l / 2, cabin_h / 2], rounding=0.1,
           albedo=np.array(_DARK) + rng.uniform(0.0, 0.25))  # fmt: skip
@@ -406,8 +411,12 @@ def _car(b: _Builder) -> int:
                 albedo=_DARK,
             )
     light_z = body_low + body_h * 0.65
+    light_size = [0.2, 0.05, 0.1] if b.readable else [0.14, 0.04, 0.06]
     for sx in (-1, 1):
-        b.box("light", [sx * width * 0.32, -length / 2 + 0.02, light_z], [0.14, 0.04, 0.06], albedo=(1.0, 0.95, 0.7))
+        b.box("light", [sx * width * 0.32, -length / 2 + 0.02, light_z], light_size, albedo=(1.0, 0.95, 0.7))
+        if b.readable:  # red tail lights: front and back differ at 64 px
+            b.box("light", [sx * width * 0.36, length / 2 - 0.02, light_z], [0.14, 0.05, 0.07],
+                  albedo=(0.8, 0.05, 0.05))
     return 1
 
 
@@ -471,7 +480,7 @@ def _lamp(b: _Builder) -> int:
         b.box("base", [0, 0.05, 0.02], [base_r, base_r * 1.2, 0.02], rounding=0.01)
     pole_r = rng.uniform(0.01, 0.02)
     b.cylinder("pole", [0, 0, 0.02], [0, 0, height], pole_r)
-    reach = rng.uniform(0.15, 0.4)
+    reach = rng.uniform(0.3, 0.5) if b.readable else rng.uniform(0.15, 0.4)
     end = np.array([0.0, -reach, height + rng.uniform(-0.05, 0.1)])
     b.capsule("pole", [0, 0, height], end, pole_r)
     shade_h, shade_top, shade_bottom = rng.uniform(0.12, 0.2), rng.uniform(0.02, 0.06), rng.uniform(0.08, 0.15)
@@ -502,7 +511,10 @@ def _mug(b: _Builder) -> int:
     radius, height = rng.uniform(0.04, 0.06), rng.uniform(0.08, 0.12)
     b.cylinder("body", [0, 0, 0], [0, 0, height], radius)
     b.cylinder("body", [0, 0, height - 0.004], [0, 0, height + 0.001], radius * 0.88, albedo=np.array(_DARK) + 0.1)
-    loop, thick = height * rng.uniform(0.3, 0.4), rng.uniform(0.006, 0.01)
+    if b.readable:
+        loop, thick = height * rng.uniform(0.4, 0.5), rng.uniform(0.01, 0.014)
+    else:
+        loop, thick = height * rng.uniform(0.3, 0.4), rng.uniform(0.006, 0.01)
     angles = np.linspace(-np.pi / 2, np.pi / 2, 5)
     arc = np.stack([radius * 0.9 + loop * np.cos(angles), 0 * angles, height / 2 + loop * np.sin(angles)], 1)
     for start, end in itertools.pairwise(arc):
@@ -581,7 +593,8 @@ def _table(b: _Builder) -> int:
         b.cylinder("leg", [0, 0, 0.03], [0, 0, height - thick], rng.uniform(0.04, 0.07))
         b.cone("leg", [0, 0, 0], [0, 0, 0.05], radius * 0.6, radius * 0.3)
         return 0
-    width, depth = rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.0)
+    width, depth = (rng.uniform(1.1, 1.6), rng.uniform(0.6, 0.85)) if b.readable else (
+        rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.0))  # readable: clearly oblong, so 2-fold and not 4-fold
     b.box("top", [0, 0, height - thick / 2], [width / 2, depth / 2, thick / 2], rounding=rng.uniform(0.0, 0.02))
     _legs_at_corners(b, width / 2 - 0.04, depth / 2 - 0.04, height - thick, rng.uniform(0.025, 0.045))
     return 2
@@ -607,14 +620,23 @@ class ShapeObject:
     symmetry_order: int
 
 
-def build_object(category: str, rng: np.random.Generator) -> ShapeObject:
-    """A random instance of ``category`` (random proportions, part counts and colours), normalised."""
-    builder = _Builder(category, rng)
+def build_object(category: str, rng: np.random.Generator, readable: bool = False) -> ShapeObject:
+    """A random instance of ``category`` (random proportions, part counts and colours), normalised.
+
+    ``readable`` (the ``easy`` and ``standard`` presets) makes the fronts of the categories that are hard to tell
+    from their backs at 64 px readable: cars get larger head lights and red tail lights and a cabin set back,
+    lamps a longer arm, mugs a larger handle, benches always a back, rectangular tables a clearly oblong top.
+    """
+    builder = _Builder(category, rng, readable)
     order = _RECIPES[category](builder)
     prims = builder.build()
     low, high = primitive_aabb(prims)
-    scale = 1.0 / (0.5 * float(np.linalg.norm(high - low)))
-    prims = prims.transformed(np.eye(3), -scale * 0.5 * (low + high), scale)
+    center = 0.5 * (low + high)
+    if order != 1:  # keep the symmetry axis (the recipes' z axis) through the origin
+        center[:2] = 0.0
+    corners = np.stack(np.meshgrid(*zip(low, high, strict=False), indexing="ij"), -1).reshape(-1, 3)
+    scale = 1.0 / float(np.linalg.norm(corners - center, axis=1).max())
+    prims = prims.transformed(np.eye(3), -scale * center, scale)
     return ShapeObject(category, CATEGORIES.index(category), prims, order)
 
 
@@ -669,17 +691,19 @@ def multiview_rig(
     return K, R, t, np.stack([azimuth, elevation, np.zeros(views)], 1)
 
 
-def procedural_backgrounds(rngs: Sequence[np.random.Generator], height: int, width: int) -> np.ndarray:
+def procedural_backgrounds(rngs: Sequence[np.random.Generator], height: int, width: int, contrast: float = 1.0,
+                           kinds: Sequence[int] = (0, 1, 2, 3)) -> np.ndarray:
     """One random background per generator (B, 3, H, W) float32 in [0, 1].
 
-    Kinds: linear gradient, radial gradient, smooth value noise with grain, soft stripes/checkers.
+    Kinds: 0 linear gradient, 1 radial gradient, 2 smooth value noise with grain, 3 soft stripes/checkers (drawn
+    uniformly from ``kinds``). ``contrast`` < 1 pulls every background towards its mean colour.
     """
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     u, v = u / max(width - 1, 1), v / max(height - 1, 1)
     out = np.empty((len(rngs), 3, height, width), np.float32)
     for i, rng in enumerate(rngs):
         c0, c1 = _random_color(rng, (0.0, 0.7), (0.15, 0.95)), _random_color(rng, (0.0, 0.7), (0.15, 0.95))
-        kind = int(rng.integers(4))
+        kind = int(kinds[int(rng.integers(len(kinds)))])
         if kind == 0:
             angle = rng.random() * 2 * np.pi
             w = (u - 0.5) * math.cos(angle) + (v - 0.5) * math.sin(angle) + 0.5
@@ -703,15 +727,20 @@ def procedural_backgrounds(rngs: Sequence[np.random.Generator], height: int, wid
         w = np.clip(w, 0.0, 1.0)
         image = c0[:, None, None] * (1 - w) + c1[:, None, None] * w
         image += rng.normal(0.0, rng.uniform(0.0, 0.04), (1, height, width))
+        if contrast != 1.0:
+            mean = image.mean(axis=(1, 2), keepdims=True)
+            image = mean + contrast * (image - mean)
         out[i] = np.clip(image, 0.0, 1.0)
     return out
 
 
 def _distractors(
-    rng: np.random.Generator, R: np.ndarray, t: np.ndarray, K: np.ndarray, size: int, depth: float
+    rng: np.random.Generator, R: np.ndarray, t: np.ndarray, K: np.ndarray, size: int, depth: float,
+    max_count: int = 3,
 ) -> Primitives:
-    """0-3 random primitives behind the object (camera depth > object depth + 1.2), instance ids 1.., part -1."""
-    count = int(rng.integers(0, 4))
+    """0…max_count random primitives behind the object (camera depth > object depth + 1.2), instance ids 1..,
+    part -1."""
+    count = int(rng.integers(0, max_count + 1))
     if count == 0:
         return Primitives.empty()
     z = depth + rng.uniform(1.2, 4.0, count)
@@ -792,20 +821,57 @@ def render_viewpoints(
     return out, {"K": K, "R": R, "t": t}
 
 
+@dataclass(frozen=True)
+class ShapesPreset:
+    """What a :data:`~distill3d.data.worlds.difficulty.Difficulty` preset sets in the shapes world.
+
+    background_contrast: 1 = the procedural backgrounds as drawn, < 1 pulled towards their mean colour;
+    background_kinds: which procedural kinds are drawn (0 linear, 1 radial gradient, 2 value noise, 3 stripes /
+    checkers), ``()`` = flat light grey; max_distractors: 0…n random primitives behind the object;
+    distance_range: camera distance (object radius ≤ 1, so smaller = larger in the frame); principal_jitter:
+    object offset from the image centre as a fraction of the size; random_light: random light direction and
+    ambient level (else a fixed light from the upper left); readable_fronts: see :func:`build_object`.
+    """
+
+    background_contrast: float
+    background_kinds: tuple[int, ...]
+    max_distractors: int
+    distance_range: tuple[float, float]
+    principal_jitter: float
+    random_light: bool
+    readable_fronts: bool
+
+
+#: ``hard`` is the original world; ``standard`` (benchmarks, demos) keeps random lighting and a third of the
+#: background contrast without stripes, at most one distractor, objects larger and more centred, readable
+#: fronts; ``easy`` has a flat background, no distractors and a fixed light.
+SHAPES_PRESETS: dict[str, ShapesPreset] = {
+    "easy": ShapesPreset(1.0, (), 0, (2.4, 2.8), 0.03, False, True),
+    "standard": ShapesPreset(0.35, (0, 1, 2), 1, (2.4, 3.0), 0.05, True, True),
+    "hard": ShapesPreset(1.0, (0, 1, 2, 3), 3, (2.4, 3.6), 0.08, True, False),
+}
+
+
 class ShapesWorld:
-    """Generator of shape-world samples; a sample is a pure function of (split, index, seed).
+    """Generator of shape-world samples; a sample is a pure function of (split, index, seed, difficulty).
 
     image_size: square render size in pixels; n_points: point-cloud size; categories: names or
-    "all" / "seen" / "unseen"; samples_per_side: anti-aliasing rays per pixel side (1 = none).
+    "all" / "seen" / "unseen"; samples_per_side: anti-aliasing rays per pixel side (1 = none);
+    difficulty: ``easy | standard | hard`` (:data:`SHAPES_PRESETS`).
     Viewpoint distribution: azimuth U[0, 2π), elevation U[−10°, 45°], in-plane N(0, 6°) clipped to ±20°,
-    distance U[2.4, 3.6] (object radius ≤ 1), focal 1.1·size px, principal point offset U(±8 %) of
-    the size from the centre.
+    distance U(preset range) (hard: [2.4, 3.6]), focal 1.1·size px, principal point offset U(±jitter) of the
+    size from the centre (hard: 8 %).
+
+    Labels of symmetric objects: an object with n-fold symmetry about its up axis looks the same from azimuths a
+    and a + 2π/n, and an object of revolution (bottle, cup, round table) from every azimuth, so its label is the
+    canonical azimuth (:func:`~distill3d.geometry.rotations.canonical_azimuth`: ``a mod 2π/n``, 0 for revolution)
+    and it is rendered from there (the image is the same). The metrics then count these objects like any
+    other: a prediction is right when it gives the canonical viewpoint.
     """
 
     elevation_range = (math.radians(-10.0), math.radians(45.0))
     inplane_std, inplane_limit = math.radians(6.0), math.radians(20.0)
-    distance_range = (2.4, 3.6)
-    focal_factor, principal_jitter = 1.1, 0.08
+    focal_factor = 1.1
 
     def __init__(
         self,
@@ -814,10 +880,14 @@ class ShapesWorld:
         categories: Sequence[str] | str = "all",
         seed: int = 0,
         samples_per_side: int = 1,
+        difficulty: Difficulty = "standard",
     ) -> None:
         self.image_size, self.n_points, self.seed = int(image_size), int(n_points), int(seed)
         self.categories = _category_names(categories)
         self.samples_per_side = int(samples_per_side)
+        self.difficulty = check_difficulty(difficulty)
+        self.preset = SHAPES_PRESETS[difficulty]
+        self.distance_range, self.principal_jitter = self.preset.distance_range, self.preset.principal_jitter
 
     def category_of(self, index: int) -> str:
         """Categories cycle with the index, so every category is equally frequent."""
@@ -825,7 +895,8 @@ class ShapesWorld:
 
     def object(self, split: str, index: int) -> ShapeObject:
         """The object instance of sample ``index``."""
-        return build_object(self.category_of(index), _sample_rng(self.seed, split, index, _STREAM_OBJECT))
+        return build_object(self.category_of(index), _sample_rng(self.seed, split, index, _STREAM_OBJECT),
+                            self.preset.readable_fronts)
 
     def point_cloud(self, split: str, index: int, obj: ShapeObject | None = None) -> dict[str, torch.Tensor]:
         """Canonical point cloud of sample ``index``: points, normals (N, 3) float32, part_labels (N,) int64."""
@@ -835,8 +906,11 @@ class ShapesWorld:
         )
         return {"points": points, "normals": normals, "part_labels": parts}
 
-    def cameras(self, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Cameras of the samples: viewpoint (B, 3) radians, distance (B,), K, R (B, 3, 3), t (B, 3)."""
+    def cameras(self, split: str, indices: Sequence[int],
+                symmetry_orders: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """Cameras of the samples: viewpoint (B, 3) radians, distance (B,), K, R (B, 3, 3), t (B, 3).
+
+        With the objects' ``symmetry_orders`` the azimuths are canonical (see the class docstring)."""
         params = np.empty((len(indices), 6))
         for row, index in enumerate(indices):
             rng = _sample_rng(self.seed, split, index, _STREAM_VIEW)
@@ -846,6 +920,9 @@ class ShapesWorld:
             distance = rng.uniform(*self.distance_range)
             offset = rng.uniform(-1, 1, 2) * self.principal_jitter * self.image_size
             params[row] = (azimuth, elevation, inplane, distance, *offset)
+        if symmetry_orders is not None:
+            params[:, 0] = canonical_azimuth(torch.from_numpy(params[:, 0]),
+                                             torch.as_tensor(np.asarray(symmetry_orders))).numpy()
         center = (self.image_size - 1) / 2
         K = intrinsics(self.focal_factor * self.image_size, center + params[:, 4], center + params[:, 5])
         R, t = viewpoint_extrinsics(params[:, 0], params[:, 1], params[:, 2], params[:, 3])
@@ -875,22 +952,30 @@ class ShapesWorld:
         distractors excluded); part_map (B, H, W) int64 global part ids (−1 elsewhere); and with
         ``with_points`` points, normals (B, N, 3) canonical, part_labels (B, N).
         """
-        cams = self.cameras(split, indices)
-        views, rngs, objects, clouds = [], [], [], []
-        for row, index in enumerate(indices):
-            obj = self.object(split, index)
+        objects = [self.object(split, index) for index in indices]
+        cams = self.cameras(split, indices, [o.symmetry_order for o in objects])
+        preset, size = self.preset, self.image_size
+        views, rngs, clouds = [], [], []
+        for row, (index, obj) in enumerate(zip(indices, objects, strict=True)):
             K, R, t = cams["K"][row], cams["R"][row], cams["t"][row]
             rng = _sample_rng(self.seed, split, index, _STREAM_APPEARANCE)
-            light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-1.0, -0.2), rng.uniform(-1.0, -0.3)])
-            distractors = _distractors(rng, R, t, K, self.image_size, cams["distance"][row])
-            views.append(
-                _View(Primitives.concatenate([obj.primitives, distractors]), K, R, t, light, rng.uniform(0.25, 0.5))
-            )
+            if preset.random_light:
+                light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-1.0, -0.2), rng.uniform(-1.0, -0.3)])
+                ambient = None  # drawn after the distractors (the hard preset's stream order)
+            else:
+                light, ambient = _DEFAULT_LIGHT, 0.35
+            distractors = _distractors(rng, R, t, K, size, cams["distance"][row], preset.max_distractors)
+            ambient = rng.uniform(0.25, 0.5) if ambient is None else ambient
+            views.append(_View(Primitives.concatenate([obj.primitives, distractors]), K, R, t, light, ambient))
             rngs.append(rng)
-            objects.append(obj)
             if with_points:
                 clouds.append(self.point_cloud(split, index, obj))
-        out = self._render(views, procedural_backgrounds(rngs, self.image_size, self.image_size))
+        if preset.background_kinds:
+            backgrounds = procedural_backgrounds(rngs, size, size, preset.background_contrast,
+                                                 preset.background_kinds)
+        else:
+            backgrounds = np.full((len(views), 3, size, size), 0.92, np.float32)
+        out = self._render(views, backgrounds)
         on_object = out.instance == 0
         batch = {
             "image": out.rgb,
@@ -1000,8 +1085,10 @@ class ShapesViewpointDataset(_ShapesDataset):
         seed: int = 0,
         samples_per_side: int = 1,
         with_points: bool = True,
+        difficulty: Difficulty = "standard",
     ) -> None:
-        super().__init__(ShapesWorld(image_size, n_points, categories, seed, samples_per_side), split, length)
+        super().__init__(ShapesWorld(image_size, n_points, categories, seed, samples_per_side, difficulty), split,
+                         length)
         self.with_points = with_points
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -1027,8 +1114,9 @@ class ShapesPointCloudDataset(_ShapesDataset):
         seed: int = 0,
         with_views: bool = False,
         image_size: int = 64,
+        difficulty: Difficulty = "standard",
     ) -> None:
-        super().__init__(ShapesWorld(image_size, n_points, categories, seed), split, length)
+        super().__init__(ShapesWorld(image_size, n_points, categories, seed, difficulty=difficulty), split, length)
         self.with_views = with_views
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
