@@ -154,7 +154,11 @@ def evaluate_checkpoint(run_or_checkpoint: Path) -> dict[str, dict[str, float]]:
     method = load_method(run_config.method)
     task = method.build_task(validate_section(method.Options, run_config.options, "options"), run_config.seed)
     model = task.build_model()
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise Distill3dError(f"{path}: weights do not fit the model of its config ({first})") from None
     trainer = Trainer(run_config.train, path.parent, seed=run_config.seed, progress=False)
     splits = task.test_sets() if hasattr(task, "test_sets") else {"val": task.val_set()}
     return {name: trainer.evaluate(task, model, dataset) for name, dataset in splits.items() if dataset is not None}
