@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, Subset
 
 from distill3d.data.augment import geometric_viewpoint_augmentation, photometric_jitter
 from distill3d.data.cache import MaterializedDataset
+from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.shapes import SEEN_CATEGORIES, UNSEEN_CATEGORIES, ShapesViewpointDataset
 from distill3d.errors import Distill3dError
 from distill3d.geometry.rotations import rotation_z
@@ -43,7 +44,8 @@ from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, logit_kd_loss
 from distill3d.losses.viewpoint import viewpoint_task_loss
 from distill3d.metrics.viewpoint import viewpoint_metrics
 from distill3d.models.pose import PoseStudent, PoseTeacher
-from distill3d.models.resnet import ResNet
+from distill3d.models.resnet import ResNet, load_encoder_weights
+from distill3d.weights import resolve_encoder_weights
 
 DESCRIPTION = "Pose CKD (Liu et al. 2022): 3D-augmented teacher → image-only student, viewpoint estimation"
 
@@ -61,6 +63,9 @@ class Options(BaseModel):
     data_root: Path | None = Field(None, description="local dataset folder (pascal3d, objectnet3d)")
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, description="real data: share of the training objects held out for model selection")
+    difficulty: Difficulty = Field("standard", description="shapes world preset (easy | standard | hard)")
+    data_seed: int | None = Field(None, ge=0, description="shapes world seed (default: the run's seed); a fixed "
+                                  "value shares the rendered splits between runs of different seeds")
     image_size: int = Field(64, gt=0)
     num_points: int = Field(512, gt=0, description="teacher's shape point cloud size")
     train_size: int = Field(8000, gt=0, description="shapes world only (real data: the dataset's size)")
@@ -72,6 +77,9 @@ class Options(BaseModel):
     backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
     backbone_width: int = Field(32, gt=0, description="channels of the first ResNet stage (64 in the paper)")
     small_input_stem: bool = Field(False, description="3×3 stride-1 stem for tiny images (slower)")
+    pretrained_backbone: str | None = Field(
+        None, description="warm start of the image encoder: 'builtin' (the shipped shapes-world weights, see "
+        "distill3d.weights) or a safetensors file; null = random initialisation")
     feature_dim: int = Field(200, gt=0, description="fused (teacher) / compressed (student) feature size")
     shape_dim: int = Field(256, gt=0)
     # augmentation
@@ -109,16 +117,22 @@ class Options(BaseModel):
         return self
 
 
-def build_image_encoder(options: Options) -> ResNet:
-    return ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
+def build_image_encoder(options: Options, load_pretrained: bool = False) -> ResNet:
+    """The ResNet image encoder; with ``load_pretrained`` and ``options.pretrained_backbone`` its weights are read
+    from that safetensors file (training start only: a trained run's checkpoint holds all weights)."""
+    encoder = ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
+    if load_pretrained and options.pretrained_backbone is not None:
+        load_encoder_weights(encoder, resolve_encoder_weights(options.pretrained_backbone, options.backbone,
+                                                              options.backbone_width))
+    return encoder
 
 
-def build_teacher(options: Options) -> PoseTeacher:
-    return PoseTeacher(build_image_encoder(options), options.shape_dim, options.feature_dim)
+def build_teacher(options: Options, load_pretrained: bool = False) -> PoseTeacher:
+    return PoseTeacher(build_image_encoder(options, load_pretrained), options.shape_dim, options.feature_dim)
 
 
-def build_student(options: Options) -> PoseStudent:
-    return PoseStudent(build_image_encoder(options), options.feature_dim)
+def build_student(options: Options, load_pretrained: bool = False) -> PoseStudent:
+    return PoseStudent(build_image_encoder(options, load_pretrained), options.feature_dim)
 
 
 class StudentWithDistillers(nn.Module):
@@ -167,12 +181,15 @@ class PoseCKDTask:
         if key in self._datasets:
             return self._datasets[key]
         o = self.options
-        common = {"image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
         if o.dataset == "shapes":
+            seed = self.seed if o.data_seed is None else o.data_seed
             names = SEEN_CATEGORIES if categories == "seen" else UNSEEN_CATEGORIES
             size = {"train": o.train_size, "val": o.val_size, "test": o.test_size}[split]
-            source: Dataset = ShapesViewpointDataset(split, size, names, o.image_size, o.num_points, self.seed)
-            description = {"world": "shapes-viewpoint", "split": split, "size": size, "categories": names, **common}
+            source: Dataset = ShapesViewpointDataset(split, size, names, o.image_size, o.num_points, seed,
+                                                     difficulty=o.difficulty)
+            description = {"world": "shapes-viewpoint", "split": split, "size": size, "categories": names,
+                           "image_size": o.image_size, "n_points": o.num_points, "seed": seed,
+                           "difficulty": o.difficulty, "world_version": 2}
         else:
             source = self._real_dataset(split, categories)
             description = {"world": o.dataset, "root": str(Path(o.data_root).resolve()), "split": split,
@@ -209,12 +226,12 @@ class PoseCKDTask:
     def build_model(self) -> nn.Module:
         o = self.options
         if o.stage == "teacher":
-            return build_teacher(o)
+            return build_teacher(o, load_pretrained=True)
         crd = None
         if o.representation == "crd":
             crd = CRDLoss(o.feature_dim, o.feature_dim, len(self.train_set()), o.crd_embed_dim, o.crd_negatives,
                           o.crd_temperature, o.crd_momentum)
-        return StudentWithDistillers(build_student(o), crd)
+        return StudentWithDistillers(build_student(o, load_pretrained=True), crd)
 
     # ---------------------------------------------------------------------------------- augmentation
     def augment(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

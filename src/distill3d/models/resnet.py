@@ -135,3 +135,35 @@ def load_torchvision_state_dict(model: ResNet, path: str | Path, strict_backbone
         raise Distill3dError(f"{path}: backbone parameters do not match this ResNet: {skipped[:5]}")
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return skipped
+
+
+def save_encoder_weights(model: nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a feature extractor's weights (``fc`` excluded) as safetensors, floats stored as ``dtype``."""
+    from safetensors.torch import save
+
+    from distill3d.files import atomic_write_bytes
+
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    atomic_write_bytes(Path(path), save(tensors))
+    return Path(path)
+
+
+def load_encoder_weights(model: nn.Module, path: str | Path) -> None:
+    """Load weights written by :func:`save_encoder_weights` (offline, no code execution) into ``model``.
+
+    Floats are cast to the model's dtype; every parameter and buffer except ``fc`` must be present with the
+    same shape, else :class:`~distill3d.errors.Distill3dError` names the file and the first mismatches.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as error:
+        raise Distill3dError(f"{path}: cannot read pretrained weights ({error})") from None
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    wrong = [k for k in own if k not in tensors or tensors[k].shape != own[k].shape]
+    if wrong:
+        raise Distill3dError(f"{path}: weights do not match this encoder (missing or different shape: {wrong[:4]})")
+    model.load_state_dict({k: tensors[k].to(own[k].dtype) for k in own}, strict=False)
