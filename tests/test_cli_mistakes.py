@@ -178,3 +178,17 @@ def test_eval_refuses_a_best_checkpoint_of_the_wrong_epoch(tmp_path: Path, capsy
     assert code == 0, err
     code, out, err = cli(capsys, "eval", run, "--json")
     assert code == 0, err and "mse" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (b'method: toy\nout_dir: "a\\0b"\n', r"a path cannot contain a NUL character"),
+        (b"method: toy\ntrain: {threads: 100000000000000000000}\n", r"config key 'train\.threads'"),
+        (b"method: toy\nname: ../elsewhere\n", r"config key 'name': a run name must be one folder name"),
+    ],
+)
+def test_impossible_paths_and_sizes(tmp_path: Path, capsys, text: bytes, pattern: str) -> None:
+    (tmp_path / "cfg.yaml").write_bytes(text)
+    code, _, err = cli(capsys, "train", tmp_path / "cfg.yaml")
+    one_line_error(code, err, pattern)

@@ -105,6 +105,8 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
     and removing a temporary file (``os.access`` says yes to root even on read-only mounts).
     """
     path = Path(path)
+    if "\x00" in str(path):
+        raise Distill3dError(f"{str(path)!r}: a path cannot contain a NUL character")
     existing = _nearest_existing(path)
     if not existing.is_dir():
         blocker = "it" if existing == path else str(existing)
@@ -121,6 +123,8 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
 def check_output_file(path: str | Path, what: str = "output file") -> Path:
     """Raise a one-line Distill3dError unless a file can be written at ``path`` (not a folder; parent writable)."""
     path = Path(path)
+    if "\x00" in str(path):
+        raise Distill3dError(f"{str(path)!r}: a path cannot contain a NUL character")
     if path.is_dir():
         raise Distill3dError(f"{path}: cannot write the {what} there: it is a folder (give a file name)")
     check_output_dir(path.parent, f"folder of the {what}")

@@ -153,28 +153,28 @@ class ScheduleConfig(StrictModel):
     name: Literal["constant", "cosine", "step"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    step_epochs: int = Field(30, gt=0, description="'step': decay every this many epochs")
+    step_epochs: int = Field(30, gt=0, le=1_000_000, description="'step': decay every this many epochs")
     gamma: float = Field(0.1, gt=0, description="'step': decay factor")
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(32, gt=0, description="global batch size, split over processes under DDP")
+    epochs: int = Field(10, gt=0, le=1_000_000)
+    batch_size: int = Field(32, gt=0, le=2**31, description="global batch size, split over processes under DDP")
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = off")
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
-    num_workers: int = Field(0, ge=0)
-    eval_every: int = Field(1, gt=0, description="evaluate on the validation split every N epochs")
+    num_workers: int = Field(0, ge=0, le=1024)
+    eval_every: int = Field(1, gt=0, le=1_000_000, description="evaluate on the validation split every N epochs")
     monitor: str | None = Field(None, description="validation metric that selects best.pt, e.g. 'val/acc'")
     monitor_mode: Literal["max", "min"] = "max"
     deterministic: bool = False
-    threads: int | None = Field(None, gt=0, description="torch intra-op threads; null = torch default")
+    threads: int | None = Field(None, gt=0, le=4096, description="torch intra-op threads; null = torch default")
     stop_after_epoch: int | None = Field(
         None, gt=0, description="end this run after that epoch (time-sliced runs); continue with --resume"
     )
-    log_every: int = Field(10, gt=0, description="steps between progress-bar/CSV step logs")
+    log_every: int = Field(10, gt=0, le=2**31, description="steps between progress-bar/CSV step logs")
 
 
 class RunConfig(StrictModel):
