@@ -244,6 +244,7 @@ class Trainer:
                     best, best_epoch = self._save(model, optimizer, scheduler, epoch, step, best, best_epoch,
                                                   metrics)
                 barrier()
+                self._saved_epoch = epoch  # every rank: its messages name the last saved epoch
                 result.epochs_completed, result.global_step = epoch, step
                 result.last_metrics, result.best_value, result.best_epoch = metrics, best, best_epoch
                 if self.on_epoch_end is not None:
