@@ -59,7 +59,8 @@ def _record_bytes(tmp_path: Path) -> bytes:
     return path.read_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DISTILL3D_FUZZ_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_annotation_files_give_only_data_format_errors(tmp_path, data):
     """Byte flips, truncations and insertions: the result is a valid table or a DataFormatError, nothing else."""
