@@ -192,3 +192,28 @@ def test_impossible_paths_and_sizes(tmp_path: Path, capsys, text: bytes, pattern
     (tmp_path / "cfg.yaml").write_bytes(text)
     code, _, err = cli(capsys, "train", tmp_path / "cfg.yaml")
     one_line_error(code, err, pattern)
+
+
+def test_kitti_eval_warns_in_one_line_when_results_match_no_frame(tmp_path: Path, capsys) -> None:
+    car = "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59"
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "res").mkdir()
+    (tmp_path / "gt" / "000001.txt").write_text(car + "\n")
+    (tmp_path / "res" / "1.txt").write_text(car + " 0.9\n")  # an id that is no GT frame
+    code, out, err = cli(capsys, "kitti-eval", tmp_path / "gt", tmp_path / "res")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.strip()]
+    assert any(re.fullmatch(r"warning: .*res: no result file matches an evaluated frame id .*every AP is 0", w)
+               for w in warnings), err
+    assert any(w.startswith("warning: fewer than 41 valid GT boxes for Car") for w in warnings), err
+    assert "Traceback" not in err and "Car" in out
+
+
+def test_bad_kitti_label_names_file_and_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "res").mkdir()
+    (tmp_path / "gt" / "000001.txt").write_text(
+        "Car 0.00 1e20 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n")
+    (tmp_path / "res" / "000001.txt").write_text("")
+    code, _, err = cli(capsys, "kitti-eval", tmp_path / "gt", tmp_path / "res")
+    one_line_error(code, err, r"000001\.txt:1: column 'occluded' must be")
