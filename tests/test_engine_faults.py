@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from distill3d.engine.checkpoint import best_checkpoint_problem, load_checkpoint, resolve_checkpoint
+from distill3d.engine.checkpoint import best_checkpoint_problem, load_checkpoint, resolve_checkpoint, save_checkpoint
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.logging import read_metrics
 from distill3d.engine.trainer import Trainer
@@ -192,3 +194,31 @@ def test_written_files_have_normal_permissions(tmp_path: Path) -> None:
     for name in ("last.pt", "best.pt", "config.yaml", "metrics.csv"):
         mode = stat.S_IMODE((tmp_path / "run" / name).stat().st_mode)
         assert mode == 0o644, (name, oct(mode))
+
+
+@settings(max_examples=int(os.environ.get("DISTILL3D_FUZZ_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_checkpoints_load_intact_or_give_one_error(tmp_path: Path, data: st.DataObject) -> None:
+    """Whatever a byte flip, cut or insertion does, load_checkpoint returns the saved tensors bit for bit or
+    raises the library's error naming the file (the zip CRC-32 of every member is verified)."""
+    weights = torch.arange(600, dtype=torch.float32).reshape(30, 20) / 7
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"model": {"w": weights}, "epoch": 3})
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(raw) - 1))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip":
+            raw[position] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del raw[max(1, position):]
+        else:
+            raw[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+    path.write_bytes(bytes(raw))
+    try:
+        state = load_checkpoint(path)
+    except Distill3dError as error:
+        assert str(path) in str(error)
+        return
+    assert torch.equal(state["model"]["w"], weights) and state["epoch"] == 3
