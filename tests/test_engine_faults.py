@@ -222,3 +222,25 @@ def test_mutated_checkpoints_load_intact_or_give_one_error(tmp_path: Path, data:
         assert str(path) in str(error)
         return
     assert torch.equal(state["model"]["w"], weights) and state["epoch"] == 3
+
+
+def test_monitor_without_a_validation_split_is_a_config_error(tmp_path: Path) -> None:
+    class NoValidation(ToyRegressionTask):
+        def val_set(self) -> None:
+            return None
+
+    from distill3d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'train\.monitor': 'val/neg_mse' needs a validation split"):
+        Trainer(config(), tmp_path / "run", progress=False).fit(NoValidation())
+
+
+def test_report_survives_a_corrupt_last_checkpoint(tmp_path: Path) -> None:
+    from distill3d.engine.report import write_run_report
+
+    run = tmp_path / "run"
+    Trainer(config(epochs=1), run, progress=False).fit(ToyRegressionTask())
+    (run / "last.pt").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=r"last\.pt: not a readable"):
+        report = write_run_report(run)
+    assert "val/mse" in report.markdown

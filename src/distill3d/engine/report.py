@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,11 @@ def write_run_report(run_dir: str | Path) -> RunReport:
     best_epoch = best_value = monitor = None
     ckpt = run_dir / "last.pt"
     if ckpt.is_file():
-        state = checkpoint_info(ckpt)
+        try:
+            state = checkpoint_info(ckpt)
+        except Distill3dError as err:  # the curves and tables do not need it
+            warnings.warn(f"{err}; the report leaves out model selection", stacklevel=2)
+            state = {}
         best_epoch, best_value = state.get("best_epoch"), state.get("best_value")
         monitor = state.get("monitor")
     lines = [f"# Run report: `{run_dir.name}`", "", f"Epochs completed: {last_epoch}"]

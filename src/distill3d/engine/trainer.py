@@ -177,6 +177,9 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         train_set, val_set = task.train_set(), task.val_set()
+        if cfg.monitor is not None and val_set is None:
+            raise ConfigError(f"config key 'train.monitor': '{cfg.monitor}' needs a validation split, and this task "
+                              "has none (set train.monitor: null)")
         if len(train_set) < cfg.batch_size:
             raise Distill3dError(
                 f"the training set has {len(train_set)} samples, fewer than train.batch_size={cfg.batch_size}"
