@@ -13,6 +13,7 @@ from distill3d.data.worlds.hands import (
     MEAN_BONE_LENGTHS,
     NUM_JOINTS,
     PARENTS,
+    PRESETS,
     HandsDataset,
     forward_kinematics,
     hand_batch,
@@ -143,3 +144,66 @@ def test_freihand_export_and_contact_sheet(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["freihand"]  # no temporary folder left behind
     sheet = contact_sheet("hands", 4, 0, tmp_path / "sheet.png")
     assert Image.open(sheet).size[0] > 2 * SIZE
+
+
+# ------------------------------------------------------------------------------------------ difficulty presets
+@pytest.fixture(scope="module")
+def presets() -> dict[str, dict[str, torch.Tensor]]:
+    return {d: hand_batch("val", list(range(24)), seed=3, image_size=SIZE, difficulty=d) for d in PRESETS}
+
+
+def test_hard_is_the_original_world() -> None:
+    # Checksums of the world before presets existed (labelled split, seed 0, indices 0, 3, 17 at 64 px).
+    batch = hand_batch("labelled", [0, 3, 17], seed=0, image_size=SIZE, difficulty="hard")
+    assert float(batch["image"].double().sum()) == pytest.approx(14800.222238471382, rel=1e-9)
+    assert float(batch["joints_uv"].double().sum()) == pytest.approx(4072.785943031311, rel=1e-9)
+    assert HandsDataset("val", 4).difficulty == "standard"
+    with pytest.raises(ValueError, match="difficulty"):
+        hand_batch("val", [0], difficulty="medium")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("difficulty", list(PRESETS))
+def test_labels_are_consistent_under_every_preset(presets, difficulty: str) -> None:
+    batch = presets[difficulty]
+    projected, _ = project_points(batch["joints_xyz"], batch["K"])
+    assert torch.allclose(projected, batch["joints_uv"], atol=1e-3)
+    assert float(batch["joints_uv"].min()) >= 0 and float(batch["joints_uv"].max()) <= SIZE - 1
+    pixels = batch["joints_uv"].round().long().clamp(0, SIZE - 1)
+    on_hand = batch["mask"][torch.arange(len(pixels))[:, None], pixels[..., 1], pixels[..., 0]]
+    assert float(on_hand.float().mean()) >= 0.95
+    assert torch.allclose(batch["scale"], (batch["joints_xyz"][:, 10] - batch["joints_xyz"][:, 9]).norm(dim=-1))
+
+
+def test_presets_share_poses_but_not_images(presets) -> None:
+    def bones(xyz: torch.Tensor) -> torch.Tensor:
+        return (xyz[:, 1:] - xyz[:, list(PARENTS[1:])]).norm(dim=-1)
+
+    hard = presets["hard"]
+    for difficulty in ("standard", "easy"):
+        other = presets[difficulty]
+        # The same hand (bone lengths, so the same kinematic draw) seen differently.
+        assert torch.allclose(bones(other["joints_xyz"]), bones(hard["joints_xyz"]), atol=1e-5)
+        assert not torch.allclose(other["image"], hard["image"])
+    extent = {d: float((b["joints_uv"].amax(1) - b["joints_uv"].amin(1)).amax(1).mean()) for d, b in presets.items()}
+    assert extent["hard"] < extent["standard"] <= extent["easy"] + 1.0
+    # Palm normal within the preset's tilt of the viewing axis (standard, easy); anything goes under hard.
+    for difficulty in ("standard", "easy"):
+        xyz = presets[difficulty]["joints_xyz"]
+        normal = torch.linalg.cross(xyz[:, 5] - xyz[:, 0], xyz[:, 17] - xyz[:, 0])
+        tilt = torch.rad2deg(torch.acos((normal[:, 2].abs() / normal.norm(dim=-1)).clamp(max=1)))
+        assert float(tilt.max()) < PRESETS[difficulty].max_tilt_deg + 15  # palm plane ≈ the hand frame's
+
+
+def test_easy_background_is_plain_and_standard_separates_hand_from_background(presets) -> None:
+    easy = presets["easy"]
+    background = ~easy["mask"]
+    for b in range(len(background)):
+        pixels = easy["image"][b][:, background[b]]
+        assert float(pixels.std(dim=1).max()) < 1e-4  # one flat colour, no noise
+    for difficulty in ("standard", "easy"):
+        batch = presets[difficulty]
+        luma = batch["image"].mean(1)
+        mask = batch["mask"]
+        hand = (luma * mask).sum((1, 2)) / mask.sum((1, 2))
+        rest = (luma * ~mask).sum((1, 2)) / (~mask).sum((1, 2))
+        assert float((hand - rest).abs().median()) > 0.12
