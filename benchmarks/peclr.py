@@ -1,12 +1,17 @@
-"""PeCLR on the hands world: supervised only vs SimCLR vs PeCLR pre-training, two label budgets, several seeds.
+"""PeCLR on the hands world (``standard`` preset): supervised only vs SimCLR vs PeCLR pre-training, two label
+budgets, several seeds.
 
 (a) supervised only from scratch, (b) SimCLR pre-training + fine-tuning, (c) PeCLR pre-training + fine-tuning.
 Every fine-tuning run gets the same number of optimisation steps whatever the label budget or initialisation;
 (b) and (c) get the same pre-training budget. Metrics on the test split (FreiHAND protocol: K and the reference
-bone given): PA-EPE and EPE (mm), AUC 0-50 mm aligned and unaligned; PCK curves in a PNG.
+bone given; root depth fitted to all bones): PA-EPE and EPE (mm), AUC 0-50 mm aligned and unaligned, 2D error;
+PCK curves in a PNG.  The fine-tuning head is the integral heat-map 2.5D head (``options.head: heatmap``).
 
-Run: ``python -m benchmarks.peclr`` (≈ 20-25 min on 2 idle CPU cores; writes ``results/peclr.md``) or
-``python -m benchmarks.peclr --quick`` (≈ 2 min, writes ``results/peclr_quick.md``; a smoke test, not a result).
+Run: ``python -m benchmarks.peclr --seeds 0 1 2 --out benchmarks/results`` (≤ 45 min on 2 idle CPU cores;
+writes ``peclr.md``, ``peclr.json`` and ``peclr_pck.png``) or ``python -m benchmarks.peclr --quick`` (≈ 2 min,
+writes ``peclr_quick.*``; a smoke test, not a result).  JSON arms ``<objective>@<label percent>``
+(``supervised@10``, ``simclr@10``, ``peclr@10``, ``supervised@100``, …), metrics ``pa_epe_mm``, ``epe_mm``,
+``pa_auc``, ``err_2d_px``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, write_report
+from benchmarks.common import RESULTS, write_report, write_results_json
 from distill3d.methods.peclr import evaluate_hand_pose, scaled_learning_rate, train_run
 
 
@@ -47,11 +52,12 @@ FULL = Preset(image_size=64, width=32, unlabelled=10_000, pretrain_epochs=3, pre
 QUICK = Preset(image_size=64, width=16, unlabelled=768, pretrain_epochs=1, pretrain_batch=128, labelled=256,
                fractions=(0.25, 1.0), val=64, test=200, finetune_steps=12, finetune_batch=32, seeds=2)
 METHODS = ("supervised only", "SimCLR + fine-tune", "PeCLR + fine-tune")
+ARM_NAMES = {"supervised only": "supervised", "SimCLR + fine-tune": "simclr", "PeCLR + fine-tune": "peclr"}
 
 
 def common_overrides(preset: Preset, seed: int, threads: int) -> list[str]:
     return [f"seed={seed}", f"options.image_size={preset.image_size}", f"options.backbone_width={preset.width}",
-            f"train.threads={threads}", "options.data_seed=0"]
+            f"train.threads={threads}", "options.data_seed=0", "options.difficulty=standard"]
 
 
 def pretrain(objective: str, preset: Preset, seed: int, threads: int, runs: Path) -> Path:
@@ -77,7 +83,7 @@ def finetune(preset: Preset, fraction: float, seed: int, threads: int, runs: Pat
         overrides.append(f"options.pretrained_checkpoint={checkpoint}")
     _, task, model = train_run("peclr_finetune", overrides, runs, name)
     loader = DataLoader(task.test_sets()["test"], batch_size=256, shuffle=False)
-    result, uv_px = evaluate_hand_pose(model, loader)
+    result, uv_px = evaluate_hand_pose(model, loader, "bones")
     return {"pa_epe_mm": 1000 * result.pa_epe_mean, "epe_mm": 1000 * result.epe_mean, "pa_auc": result.pa_auc,
             "auc": result.auc, "uv_px": uv_px, "pck_aligned": result.aligned.pck_curve.numpy(),
             "pck_unaligned": result.unaligned.pck_curve.numpy(), "thresholds": result.aligned.thresholds.numpy(),
@@ -131,8 +137,9 @@ distill3d train peclr_finetune options.dataset=freihand options.freihand_root=/d
 Official protocol (METHODS.md §2.4): ResNet-50/152 at 128 px, batch 128 with 16× gradient accumulation (negatives
 from the 128-sample micro-batch only), Adam + LARS, lr 1e-4·√2048, 10 warm-up epochs then cosine, fp16, plus
 YouTube3DHands as extra unlabelled data, and (optionally) ImageNet initialisation (`options.imagenet_checkpoint`
-takes a torchvision ResNet state dict). The fine-tuning protocol was never released; ours is L1(uv) + 5·L1(z_rel),
-Adam. `distill3d.data.freihand.write_freihand_predictions` writes `pred.json` for the Codalab server
+takes a torchvision ResNet state dict). The fine-tuning protocol was never released; ours is L1(uv) + 5·L1(z_rel)
+(+ 0.5·heat-map CE with the default heat-map head; `options.head=linear` gives the paper-style linear head), Adam.
+`distill3d.data.freihand.write_freihand_predictions` writes `pred.json` for the Codalab server
 (joints only; the mesh entries are zeros).
 """
 
@@ -140,12 +147,14 @@ Adam. `distill3d.data.freihand.write_freihand_predictions` writes `pred.json` fo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (~2 min): checks that everything runs")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds to run (default 0 1 2; quick: 0 1), e.g. --seeds 1 to rerun one seed")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the report, JSON and PNG")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
     args = parser.parse_args()
     preset = QUICK if args.quick else FULL
-    seeds = list(range(args.seeds or preset.seeds))
+    seeds = args.seeds if args.seeds is not None else list(range(preset.seeds))
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results: dict[tuple[float, str], list[dict]] = {(f, m): [] for f in preset.fractions for m in METHODS}
@@ -169,8 +178,9 @@ def main() -> None:
                           f"{outcome['pa_epe_mm']:.2f} mm | EPE {outcome['epe_mm']:.2f} mm | "
                           f"{time.perf_counter() - started:.0f} s", flush=True)
     name = "peclr_quick" if args.quick else "peclr"
-    plot_path = RESULTS / f"{name}_pck.png"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out)
+    plot_path = out_dir / f"{name}_pck.png"
+    out_dir.mkdir(parents=True, exist_ok=True)
     plot_pck(results, preset, plot_path)
     total = time.perf_counter() - started
     title = "# PeCLR vs SimCLR vs supervised only, hands world" + (" (QUICK: a smoke test)" if args.quick else "")
@@ -180,7 +190,8 @@ def main() -> None:
              f"{preset.unlabelled} unlabelled images × {preset.pretrain_epochs} epochs, batch {preset.pretrain_batch}, "
              f"Adam + LARS, lr 1e-4·√batch, τ = 0.5 (the same budget for SimCLR and PeCLR). Fine-tuning: "
              f"{preset.finetune_steps}+ steps of batch {preset.finetune_batch} for every run (full fine-tuning, "
-             f"L1(uv) + 5·L1(z_rel)). Test split: {preset.test} images; {len(seeds)} seeds (pre-training and "
+             f"integral heat-map head, L1(uv) + 5·L1(z_rel) + 0.5·heat-map CE; root depth fitted to all bones). "
+             f"World preset `standard`. Test split: {preset.test} images; {len(seeds)} seeds (pre-training and "
              "fine-tuning both re-seeded; the data are the same for all seeds). Mean ± sample std over seeds.",
              ""]
     for fraction in preset.fractions:
@@ -196,11 +207,18 @@ def main() -> None:
                          f"{mean_std([r['auc'] for r in runs], 3)} | {mean_std([r['uv_px'] for r in runs], 2)} | "
                          f"{per_seed} |")
         lines.append("")
-    lines += [f"PCK curves (mean over seeds, band = min-max): `{plot_path.relative_to(RESULTS.parent.parent)}`.", "",
+    lines += [f"PCK curves (mean over seeds, band = min-max): `{plot_path.name}` beside this report.", "",
               f"Wall time {total / 60:.1f} min (pre-training {timings['pretrain'] / 60:.1f} min, fine-tuning and "
               f"evaluation {timings['finetune'] / 60:.1f} min, the rest rendering and caching the world).", "",
               FREIHAND_RECIPE]
-    print(f"written: {write_report(name, chr(10).join(lines))}")
+    print(f"written: {write_report(name, chr(10).join(lines), out_dir)}")
+    arms = {f"{ARM_NAMES[method]}@{round(100 * fraction)}": {
+        "pa_epe_mm": [r["pa_epe_mm"] for r in results[(fraction, method)]],
+        "epe_mm": [r["epe_mm"] for r in results[(fraction, method)]],
+        "pa_auc": [r["pa_auc"] for r in results[(fraction, method)]],
+        "err_2d_px": [r["uv_px"] for r in results[(fraction, method)]]}
+        for fraction in preset.fractions for method in METHODS}
+    print(f"written: {write_results_json(name, arms, out_dir, extra={'seeds': seeds, 'minutes': total / 60})}")
 
 
 if __name__ == "__main__":

@@ -191,3 +191,25 @@ def test_tiny_pretrain_finetune_eval_predict(tmp_path: Path, monkeypatch: pytest
     assert not real[0]["assumed_K"]
     np.testing.assert_allclose(real[0]["K"], np.load(demo / "119_K.npy"))
     assert Image.open(real[0]["png"]).size == (224, 224)
+
+
+@pytest.mark.parametrize("head", ["heatmap", "linear"])
+def test_finetune_heads_train_and_lift_with_either_root(head: str) -> None:
+    from distill3d.data.worlds.hands import hand_batch
+    from distill3d.methods.peclr import predict_xyz
+    from distill3d.models.hand_pose import Hand25DHeatmapNet, Hand25DNet
+
+    torch.manual_seed(0)
+    task = build_task(Options(stage="finetune", head=head, image_size=32, backbone_width=8), 0)
+    model = task.build_model()
+    assert isinstance(model, Hand25DHeatmapNet if head == "heatmap" else Hand25DNet)
+    batch = hand_batch("labelled", list(range(4)), image_size=32)
+    out = task.training_step(model, batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and (float(out["heatmap_ce"]) > 0) == (head == "heatmap")
+    model.eval()
+    for root in ("bones", "closed_form"):
+        xyz, uv = predict_xyz(model, batch, root)
+        assert xyz.shape == (4, 21, 3) and uv.shape == (4, 21, 2) and torch.isfinite(xyz).all()
+        depth = xyz[:, 9, 2] / batch["scale"].double()
+        assert float(depth.min()) >= 3.9 and float(depth.max()) <= 50.1  # the clamp (+ the root joint's own z_rel)

@@ -14,10 +14,14 @@ applies NT-Xent (τ = 0.5); ``objective: simclr`` skips the undo. Under DDP the 
 by √batch in the recipes (:func:`scaled_learning_rate`); warm-up + cosine from ``train.schedule``.
 
 **Stage 2** (``options.stage: finetune``): the encoder (from ``pretrained_checkpoint``, or random for the
-supervised-only baseline) + a linear 2.5D head: per joint (u, v) px and z_rel = (Z − Z_root)/s;
-``L = L1(uv) + 5·L1(z_rel)``; full fine-tuning or a frozen encoder. 3D via the closed-form root depth
-(:mod:`distill3d.geometry.hand25d`). Metrics (val/test): PA-EPE and EPE (mm), AUC 0-50 mm aligned and
-unaligned, 2D error (px), as FreiHAND's evaluation.
+supervised-only baseline) + a 2.5D head predicting per joint (u, v) px and z_rel = (Z − Z_root)/s.
+``options.head: heatmap`` (default) adds a top-down decoder to stride-2 heat maps with soft-argmax uv and
+integral z_rel (:class:`~distill3d.models.hand_pose.Hand25DHeatmapNet`; a deviation from the paper that makes
+64 px crops learnable: global regression learns too slowly) with ``L = L1(uv) + 5·L1(z_rel) + 0.5·CE(heat map)``;
+``head: linear`` is the released ``rn_25D`` head with ``L = L1(uv) + 5·L1(z_rel)``.  Full fine-tuning or a
+frozen encoder.  3D via the root depth fitted to all bones (``root: bones``, the root refinement that coarse 2D
+needs) or Iqbal's one-bone closed form (``root: closed_form``) (:mod:`distill3d.geometry.hand25d`).  Metrics
+(val/test): PA-EPE and EPE (mm), AUC 0-50 mm aligned and unaligned, 2D error (px), as FreiHAND's evaluation.
 
 Data: the hands world (``dataset: hands``; unlabelled / labelled / val / test splits) or a FreiHAND download
 (``dataset: freihand``, ``freihand_root``; :mod:`distill3d.data.freihand`, which also writes ``pred.json``).

@@ -13,8 +13,9 @@ from PIL import Image
 
 from distill3d.data.worlds.hands import FINGERS, PARENTS
 from distill3d.errors import Distill3dError
-from distill3d.geometry.hand25d import hand25d_to_xyz
+from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones
 from distill3d.methods.peclr.task import (
+    MEAN_BONE_UNITS,
     ROOT_DEPTH_RANGE,
     FinetuneTask,
     Options,
@@ -105,8 +106,10 @@ def _load_finetuned(checkpoint: str | Path | dict[str, Any]) -> tuple[torch.nn.M
     config = state.get("config", {})
     if config.get("method") != "peclr" or config.get("options", {}).get("stage") != "finetune":
         raise Distill3dError(f"{path}: not a peclr fine-tuning checkpoint (method: peclr, stage: finetune)")
-    options = validate_section(Options, {**config["options"], "pretrained_checkpoint": None, "imagenet_checkpoint":
-                                         None}, "options")
+    head_weight = state["model"].get("head.weight")
+    head = "linear" if head_weight is not None and head_weight.dim() == 2 else "heatmap"  # older runs: linear
+    options = validate_section(Options, {**config["options"], "head": head, "pretrained_checkpoint": None,
+                                         "imagenet_checkpoint": None}, "options")
     model = FinetuneTask(options, int(config.get("seed", 0))).build_model()
     model.load_state_dict(state["model"])
     return model.eval(), options
@@ -155,8 +158,11 @@ def predict_hand(checkpoint: str | Path | dict[str, Any], image_paths: Sequence[
         factor = np.array([width / size, height / size])
         uv = (uv_small[0].double().numpy() + 0.5) * factor - 0.5  # back to original pixels (centres at integers)
         K, found = _intrinsics_for(path, width, height)
-        xyz = hand25d_to_xyz(torch.from_numpy(uv)[None], z_rel.double(), torch.from_numpy(K)[None],
-                             torch.tensor([reference_bone_m], dtype=torch.float64),
+        uv_t, K_t = torch.from_numpy(uv)[None], torch.from_numpy(K)[None]
+        bone = torch.tensor([reference_bone_m], dtype=torch.float64)
+        root = (root_depth_from_bones(uv_t, z_rel.double(), K_t, MEAN_BONE_UNITS, PARENTS, ROOT_DEPTH_RANGE)
+                if options.root == "bones" else None)
+        xyz = hand25d_to_xyz(uv_t, z_rel.double(), K_t, bone, root_depth=root,
                              root_depth_range=ROOT_DEPTH_RANGE)[0].numpy()
         png = out_dir / f"{path.stem}_skeleton.png"
         save_image(draw_hand_skeleton(image.copy(), uv, PARENTS, list(FINGERS.values())), png)

@@ -21,15 +21,21 @@ from distill3d.data.hand_augment import (
     transform_points,
     warp_images,
 )
-from distill3d.data.worlds.hands import HandsDataset
+from distill3d.data.worlds.difficulty import Difficulty
+from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, HandsDataset
 from distill3d.engine.distributed import all_gather_with_grad
 from distill3d.errors import Distill3dError
-from distill3d.geometry.hand25d import hand25d_to_xyz, xyz_to_hand25d
+from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
 from distill3d.losses.contrastive import NTXentLoss
 from distill3d.methods.peclr.equivariance import canonicalise_projections
 from distill3d.methods.peclr.lars import LARSHook, install_lars
 from distill3d.metrics.hand import HandPoseResult, hand_pose_metrics
-from distill3d.models.hand_pose import ContrastiveHandNet, Hand25DNet
+from distill3d.models.hand_pose import (
+    ContrastiveHandNet,
+    Hand25DHeatmapNet,
+    Hand25DNet,
+    gaussian_heatmap_targets,
+)
 from distill3d.models.resnet import ResNet, load_torchvision_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +43,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LABELLED_KEYS = ("image", "K", "joints_xyz", "joints_uv", "scale")
 ROOT_DEPTH_RANGE = (4.0, 50.0)
 """Clamp of the scale-normalised root depth at prediction time (PeCLR's released model)."""
+MEAN_BONE_UNITS = torch.from_numpy(MEAN_BONE_LENGTHS / MEAN_BONE_LENGTHS[10])
+"""Mean bone lengths in reference-bone units: the prior of the all-bones root refinement."""
 ARCHITECTURE_KEYS = ("backbone", "backbone_width", "small_input_stem", "image_size")
 
 
@@ -48,6 +56,7 @@ class Options(BaseModel):
     stage: Literal["pretrain", "finetune"] = "pretrain"
     # data
     dataset: Literal["hands", "freihand"] = "hands"
+    difficulty: Difficulty = Field("standard", description="hands world preset: easy | standard | hard")
     freihand_root: Path | None = Field(None, description="FreiHAND download folder (dataset: freihand)")
     image_size: int = Field(64, gt=0, description="network input side (px); PeCLR used 128")
     unlabelled_size: int = Field(10_000, gt=0, description="hands world: pre-training images")
@@ -81,7 +90,12 @@ class Options(BaseModel):
     # fine-tuning
     pretrained_checkpoint: Path | None = Field(None, description="peclr pre-training checkpoint or run folder")
     freeze_encoder: bool = False
+    head: Literal["heatmap", "linear"] = Field(
+        "heatmap", description="2.5D head: integral heat maps on a top-down decoder, or PeCLR's linear head")
     z_weight: float = Field(5.0, ge=0, description="α in L1(uv) + α·L1(z_rel)")
+    heatmap_weight: float = Field(0.5, ge=0, description="heat-map head: weight of the Gaussian heat-map CE")
+    root: Literal["bones", "closed_form"] = Field(
+        "bones", description="root depth at prediction: fit to all bones (robust) or Iqbal's one-bone closed form")
     finetune_augment: bool = True
     finetune_max_angle_deg: float = Field(30.0, ge=0)
     finetune_max_jitter: float = Field(0.05, ge=0, lt=0.5)
@@ -132,8 +146,9 @@ class _HandData:
             o = self.options
             keys = ("image",) if split == "unlabelled" else LABELLED_KEYS
             description = {"world": "hands", "split": split, "size": size, "seed": o.data_seed,
-                           "image_size": o.image_size}
-            self._cache[split] = MaterializedDataset(HandsDataset(split, size, o.data_seed, o.image_size), keys,
+                           "image_size": o.image_size, "difficulty": o.difficulty}
+            world = HandsDataset(split, size, o.data_seed, o.image_size, difficulty=o.difficulty)
+            self._cache[split] = MaterializedDataset(world, keys,
                                                      description if o.cache else None,
                                                      num_workers=o.generate_workers)
         return self._cache[split]
@@ -258,18 +273,21 @@ def load_pretrained_encoder(encoder: ResNet, path: Path, options: Options) -> Pa
 
 
 class FinetuneTask:
-    """Supervised 2.5D hand pose: ``L = L1(uv) + α·L1(z_rel)`` on an (optionally pre-trained) encoder."""
+    """Supervised 2.5D hand pose: ``L = L1(uv) + α·L1(z_rel)`` (+ β·heat-map CE for the heat-map head) on an
+    (optionally pre-trained) encoder."""
 
     def __init__(self, options: Options, seed: int) -> None:
         self.options, self.seed = options, seed
         self.data = _HandData(options, seed)
         self.appearance = appearance_augmentation(0.5, blur_p=0.2, grayscale_p=0.1)
 
-    def build_model(self) -> Hand25DNet:
+    def build_model(self) -> Hand25DNet | Hand25DHeatmapNet:
         o = self.options
         encoder = build_encoder(o)
         if o.pretrained_checkpoint is not None:
             load_pretrained_encoder(encoder, o.pretrained_checkpoint, o)
+        if o.head == "heatmap":
+            return Hand25DHeatmapNet(encoder, o.image_size, freeze_encoder=o.freeze_encoder)
         return Hand25DNet(encoder, o.image_size, freeze_encoder=o.freeze_encoder)
 
     def train_set(self) -> Dataset:
@@ -297,32 +315,52 @@ class FinetuneTask:
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         images, uv, K = self.augment(batch)
         _, z_rel = xyz_to_hand25d(batch["joints_xyz"], K, batch["scale"])
-        uv_pred, z_pred = model(normalise_images(images))
+        net = _unwrap(model)
+        if isinstance(net, Hand25DHeatmapNet):
+            uv_pred, z_pred, probabilities = model(normalise_images(images), return_heatmaps=True)
+            targets = gaussian_heatmap_targets(uv, probabilities.shape[-2:], *net.heatmap_geometry(), 1.0)
+            heatmap_ce = -(targets * probabilities.clamp_min(1e-8).log()).flatten(2).sum(-1).mean()
+        else:
+            uv_pred, z_pred = model(normalise_images(images))
+            heatmap_ce = torch.zeros((), device=images.device)
         uv_l1 = F.l1_loss(uv_pred, uv)
         z_l1 = F.l1_loss(z_pred, z_rel)
-        return {"loss": uv_l1 + self.options.z_weight * z_l1, "uv_l1_px": uv_l1, "z_rel_l1": z_l1}
+        loss = uv_l1 + self.options.z_weight * z_l1 + self.options.heatmap_weight * heatmap_ce
+        return {"loss": loss, "uv_l1_px": uv_l1, "z_rel_l1": z_l1, "heatmap_ce": heatmap_ce}
 
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-        result, uv_error = evaluate_hand_pose(model, batches)
+        result, uv_error = evaluate_hand_pose(model, batches, self.options.root)
         return {"pa_epe_mm": 1000 * result.pa_epe_mean, "epe_mm": 1000 * result.epe_mean, "auc": result.auc,
                 "pa_auc": result.pa_auc, "uv_px": uv_error}
 
 
 @torch.no_grad()
-def predict_xyz(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_xyz(model: nn.Module, batch: dict[str, torch.Tensor],
+                root: Literal["bones", "closed_form"] = "bones") -> tuple[torch.Tensor, torch.Tensor]:
     """3D joints (B, 21, 3) m and uv (B, 21, 2) px of a batch with image, K and scale (the FreiHAND protocol
-    gives K and the reference bone length at test time)."""
+    gives K and the reference bone length at test time).
+
+    ``root``: ``bones`` fits the scale-normalised root depth to all 20 bones against the mean hand's bone
+    proportions (:func:`~distill3d.geometry.hand25d.root_depth_from_bones`, the root refinement that coarse 2D
+    needs); ``closed_form`` is Iqbal's one-bone solution, clamped to :data:`ROOT_DEPTH_RANGE`.
+    """
     uv, z_rel = _unwrap(model)(normalise_images(batch["image"]))
-    xyz = hand25d_to_xyz(uv.double(), z_rel.double(), batch["K"].double(), batch["scale"].double(),
-                         root_depth_range=ROOT_DEPTH_RANGE)
-    return xyz, uv
+    uv, z_rel = uv.double(), z_rel.double()
+    K, scale = batch["K"].double(), batch["scale"].double()
+    if root == "bones":
+        depth = root_depth_from_bones(uv, z_rel, K, MEAN_BONE_UNITS, PARENTS, ROOT_DEPTH_RANGE)
+        xyz = hand25d_to_xyz(uv, z_rel, K, scale, root_depth=depth)
+    else:
+        xyz = hand25d_to_xyz(uv, z_rel, K, scale, root_depth_range=ROOT_DEPTH_RANGE)
+    return xyz, uv.float()
 
 
-def evaluate_hand_pose(model: nn.Module, batches: Iterable[dict[str, Any]]) -> tuple[HandPoseResult, float]:
+def evaluate_hand_pose(model: nn.Module, batches: Iterable[dict[str, Any]],
+                       root: Literal["bones", "closed_form"] = "bones") -> tuple[HandPoseResult, float]:
     """FreiHAND metrics (:func:`distill3d.metrics.hand.hand_pose_metrics`) and the mean 2D error (px)."""
     predictions, truths, uv_errors = [], [], []
     for batch in batches:
-        xyz, uv = predict_xyz(model, batch)
+        xyz, uv = predict_xyz(model, batch, root)
         predictions.append(xyz)
         truths.append(batch["joints_xyz"].double())
         uv_errors.append((uv.float() - batch["joints_uv"]).norm(dim=-1).flatten())
