@@ -131,11 +131,12 @@ def test_bad_option_override_names_the_command_line(tmp_path: Path, capsys) -> N
     one_line_error(code, err, r"^error: command line override 'options\.temperature=\.inf': config key")
 
 
-def test_misspelt_monitor(tmp_path: Path, capsys) -> None:
+def test_misspelt_monitor_fails_before_training(tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path)
     code, _, err = cli(capsys, "train", config, "train.monitor=val/neg_mes", f"out_dir={tmp_path}", "name=r",
                        "--no-progress")
     one_line_error(code, err, r"'val/neg_mes' is not a validation metric .*\(it reports val/mse, val/neg_mse\)")
+    assert not (tmp_path / "r" / "metrics.csv").exists()  # no epoch was trained
 
 
 def test_resume_mistakes_and_recorded_overrides(tmp_path: Path, capsys) -> None:

@@ -198,6 +198,7 @@ class Trainer:
             optimizer, lambda s: lr_factor(s, total_steps, steps_per_epoch, cfg.schedule)
         )
 
+        self._probe_monitor(task, model, val_set)
         start_epoch, step, best, best_epoch = 0, 0, None, None
         last_metrics: dict[str, float] = {}
         if resume:
@@ -368,18 +369,31 @@ class Trainer:
             save_checkpoint(self.run_dir / "best.pt", state)
         return best, best_epoch
 
-    def evaluate(self, task: Task, model: nn.Module, dataset: Any) -> dict[str, float]:
-        """Run ``task.evaluate`` on ``dataset`` with the model in eval mode, no gradients."""
+    def evaluate(self, task: Task, model: nn.Module, dataset: Any, max_batches: int | None = None) -> dict[str, float]:
+        """Run ``task.evaluate`` on ``dataset`` (its first ``max_batches`` batches when given) with the model in
+        eval mode, no gradients."""
         loader = self._loader(dataset, None, self.cfg.batch_size)
+        batches = loader if max_batches is None else _limited(loader, max_batches)
         was_training = model.training
         model.eval()
         device, channels_last = self.dist.device, self.cfg.channels_last
         try:
             with torch.no_grad(), self._autocast():
-                metrics = task.evaluate(model, (move_to_device(b, device, channels_last) for b in loader))
+                metrics = task.evaluate(model, (move_to_device(b, device, channels_last) for b in batches))
         finally:
             model.train(was_training)
         return {k: float(v) for k, v in metrics.items()}
+
+    def _probe_monitor(self, task: Task, model: nn.Module, val_set: Any) -> None:
+        """Before any training: evaluate one validation batch (every rank) so that a ``train.monitor`` naming
+        no metric of the task fails now, not after the first epoch."""
+        if self.cfg.monitor is None or val_set is None:
+            return
+        try:
+            metrics = self.evaluate(task, model, val_set, max_batches=1)
+        except Exception:  # a task may need more than one batch: the check after epoch 1 then decides
+            return
+        self._check_monitor(metrics)
 
 
 def _limited(loader: DataLoader, n: int) -> Iterator[Any]:
