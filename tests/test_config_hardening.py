@@ -40,6 +40,7 @@ def bomb(levels: int = 7, width: int = 9) -> str:
         ("method: a\nseed: 1\nmethod: b\n", r"cfg\.yaml:3: .* key 'method' is given twice \(first on line 1"),
         ("method: a\ntrain:\n  epochs: 2\n  epochs: 3\n", r"cfg\.yaml:4: .*'epochs' is given twice"),
         (bomb(), r"aliases expand the document beyond"),
+        ("method: a\noptions: &a [*a]\n", r"recursive structure"),
         ("method: a\noptions: " + "[" * 3000 + "]" * 3000 + "\n", r"nested deeper than"),
         (b"method: \xff\xfe\n", r"cfg\.yaml: not a UTF-8 text file"),
         ("method: a\ntrain:\n  optimizer: {lr: .inf}\n", r"config key 'train\.optimizer\.lr': must be a finite number"),

@@ -82,7 +82,10 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     """Number of nodes of ``node`` with every alias expanded (memoised: linear in the composed graph)."""
+    if sizes.get(id(node)) == -1:
+        raise yaml.YAMLError("an alias refers to the node that contains it (a recursive structure): refused")
     if id(node) not in sizes:
+        sizes[id(node)] = -1  # being expanded
         children: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
             children = list(node.value)
