@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections import defaultdict
@@ -11,7 +12,7 @@ from pathlib import Path
 from distill3d.engine.checkpoint import checkpoint_info
 from distill3d.engine.logging import read_metrics
 from distill3d.errors import Distill3dError
-from distill3d.files import atomic_write_text
+from distill3d.files import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -56,11 +57,10 @@ def plot_curves(series: dict[str, list[tuple[int, int, float]]], path: Path, tit
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
