@@ -46,8 +46,7 @@ def test_read_off_polygons_are_fan_triangulated_and_colours_ignored(tmp_path):
                     "4 0 1 2 3 128 128 128\n3 0 1 4\n")  # fmt: skip
     vertices, faces = read_off(path)
     np.testing.assert_array_equal(vertices[2], [1, 1, 0])
-    # the quad becomes two triangles covering it with its winding (trimesh splits it as (0 1 2), (2 3 0))
-    assert sorted(sorted(f) for f in faces.tolist()) == [[0, 1, 2], [0, 1, 4], [0, 2, 3]]
+    np.testing.assert_array_equal(faces, [[0, 1, 2], [0, 2, 3], [0, 1, 4]])
 
 
 def test_read_off_accepts_counts_glued_to_the_keyword(tmp_path):
@@ -60,27 +59,35 @@ def test_read_off_accepts_counts_glued_to_the_keyword(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "line", "message"),
     [
-        ("PLY\n1 0 0\n0 0 0\n", "not an OFF file"),
-        ("OFF\n3 1\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "three integers"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n", "expected 3 vertex lines"),
-        ("OFF\n3 1 0\n0 0 0\n1 zero 0\n0 1 0\n3 0 1 2\n", "'zero' is not a number"),
-        ("OFF\n3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "expected 3 vertex lines starting with x y z"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "outside 0…2"),
-        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "k ≥ 3"),
-        ("OFF\n3 1 0\n0 0 nan\n1 0 0\n0 1 0\n3 0 1 2\n", "vertex 0 has a non-finite coordinate"),
-        ("OFF\n3 1 0\n0 0 1e999\n1 0 0\n0 1 0\n3 0 1 2\n", "non-finite"),
-        ("OFF\n900000000 1 0\n0 0 0\n", "more than the file holds"),
-        ("OFF\n3 1 0\n" + "1" * 1_000_000 + " 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "non-finite"),  # bounded memory
+        ("PLY\n1 0 0\n0 0 0\n", 1, "not an OFF file"),
+        ("OFF\n3 1\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", 2, "three integers"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n", 4, "expected 3 vertex and 1 face lines"),
+        ("OFF\n3 1 0\n0 0 0\n1 zero 0\n0 1 0\n3 0 1 2\n", 4, "'zero' is not a number"),
+        ("OFF\n3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", 4, "vertex line needs x y z"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", 6, "outside 0…2"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", 6, "k ≥ 3"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2\n", 6, "k ≥ 3"),  # a corner missing
+        ("OFF\n3 1 0\n0 0 nan\n1 0 0\n0 1 0\n3 0 1 2\n", 3, "vertex 0 has a non-finite coordinate"),
+        ("OFF\n3 1 0\n0 0 1\n1 0 1e999\n0 1 0\n3 0 1 2\n", 4, "vertex 1 has a non-finite coordinate"),
+        ("OFF\n900000000 1 0\n0 0 0\n", 2, "more than the file holds"),
+        ("OFF\n3 1 0\n" + "1" * 1_000_000 + " 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", 3, "1000000-character word"),
     ],
 )
-def test_read_off_errors_name_the_file(tmp_path, text, message):
+def test_read_off_errors_name_file_and_line(tmp_path, text, line, message):
     path = tmp_path / "bad.off"
     path.write_text(text)
     with pytest.raises(DataFormatError, match=message) as info:
         read_off(path)
-    assert info.value.path == path and str(info.value).startswith(f"{path}")
+    assert info.value.path == path and info.value.line == line
+    assert f"bad.off:{line}" in str(info.value)
+
+
+def test_read_off_pentagons_are_fanned(tmp_path):
+    path = tmp_path / "penta.off"
+    path.write_text("OFF\n5 1 0\n0 0 0\n1 0 0\n1 1 0\n0.5 2 0\n0 1 0\n5 0 1 2 3 4\n")
+    np.testing.assert_array_equal(read_off(path)[1], [[0, 1, 2], [0, 2, 3], [0, 3, 4]])
 
 
 def test_read_off_missing_file(tmp_path):

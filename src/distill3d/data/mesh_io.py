@@ -1,4 +1,4 @@
-"""Readers for CAD shapes (PLY point clouds, OFF meshes) on top of trimesh, and area-weighted surface sampling.
+"""Readers for CAD shapes (PLY point clouds on top of trimesh, OFF meshes), and area-weighted surface sampling.
 
 Formats
 -------
@@ -6,16 +6,18 @@ Formats
   elements such as ``face``). Only the ``vertex`` element's ``x``, ``y``, ``z`` are returned. PoseFromShape's
   ``pointcloud/<class>/<nn>/compressed.ply`` files are binary little-endian with 5000 ``double`` vertices and an
   empty ``face`` element.
-* **OFF** (``read_off``): ``OFF`` (or ``COFF``, or the ModelNet typo ``OFF<nv> <nf> <ne>`` on one line), then
-  ``n_vertices n_faces n_edges``, ``n_vertices`` lines starting with ``x y z`` (extra columns such as colours
-  are ignored), then ``n_faces`` lines ``k i_1 … i_k [colour]`` with 0-based vertex indices. Polygons with
-  ``k > 3`` are triangulated. ``#`` starts a comment; blank lines are skipped.
+* **OFF** (``read_off``): ``OFF`` (or ``COFF``/``NOFF``/…, or the ModelNet typo ``OFF<nv> <nf> <ne>`` on one
+  line), then ``n_vertices n_faces n_edges``, ``n_vertices`` lines starting with ``x y z`` (extra columns such
+  as colours are ignored), then ``n_faces`` lines ``k i_1 … i_k [colour]`` with 0-based vertex indices.
+  Polygons with ``k > 3`` are split into a triangle fan. ``#`` starts a comment; blank lines are skipped.
 
-Parsing is trimesh's (``trimesh.exchange.ply.load_ply`` / ``trimesh.exchange.off.load_off``: vectorised,
-bounded memory: a 1 MB token costs megabytes, not gigabytes). This module wraps it so that every failure is a
-:class:`distill3d.errors.DataFormatError` naming the file, and checks what trimesh accepts silently: declared
-counts (a file that ends early), non-finite coordinates, faces with fewer than 3 corners or outside the
-vertices, and files larger than :data:`MAX_MESH_BYTES`.
+PLY parsing is trimesh's (``trimesh.exchange.ply.load_ply``), wrapped so that every failure is a
+:class:`distill3d.errors.DataFormatError` naming the file, with the checks trimesh leaves out (format line,
+duplicated or missing ``x y z`` properties, non-finite coordinates). OFF is parsed here, vectorised over the
+token stream, because trimesh 5.2's OFF reader fails on polygons with more than 4 corners under numpy 2 (its
+fan triangulation multiplies strings) and silently drops the missing indices of a short face line; this
+parser checks every count and index and names the line. Memory stays bounded (a 1 MB token is refused before
+numpy would give every token its width). Files larger than :data:`MAX_MESH_BYTES` are refused.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ PathLike = str | os.PathLike
 
 #: Largest CAD file read (ShapeNet/ModelNet meshes are a few MB; PoseFromShape clouds 120 kB).
 MAX_MESH_BYTES = 512 << 20
+#: Longest word that can be a number in a text mesh ("-1.2345678901234567e-308" has 24 characters).
+_MAX_TOKEN = 64
 
 
 def _read_bytes(path: PathLike) -> bytes:
@@ -122,61 +126,118 @@ def _ply_problem(error: BaseException) -> str:
 # OFF
 # ----------------------------------------------------------------------------------------------------------
 
-def _declared_counts(path: PathLike, raw: bytes) -> tuple[int, int]:
-    """(n_vertices, n_faces) of an OFF header: the keyword line, then (on it or the next line) three integers;
-    comments and blank lines skipped."""
-    lines = (line.split("#", 1)[0].strip() for line in raw[: 1 << 16].decode("ascii", "replace").splitlines())
-    meaningful = [line for line in lines if line][:2]
-    head = re.fullmatch(r"(C?N?OFF)\s*(.*)", meaningful[0]) if meaningful else None
-    if head is None:
-        first = meaningful[0].split()[0][:20] if meaningful else ""
-        raise DataFormatError(path, f"not an OFF file (first word {first!r}, expected 'OFF')", line=1)
-    counts = (head.group(2) or (meaningful[1] if len(meaningful) > 1 else "")).split()
-    if len(counts) != 3 or not all(c.isdigit() for c in counts):
-        raise DataFormatError(path, "the counts line must hold three integers 'n_vertices n_faces n_edges' (≥ 0)")
-    n_vertices, n_faces = int(counts[0]), int(counts[1])
-    if n_vertices > len(raw) // 6 or n_faces > len(raw) // 6:  # every vertex/face line takes ≥ 6 bytes
-        raise DataFormatError(path, f"declares {n_vertices} vertices and {n_faces} faces, more than the file holds")
-    return n_vertices, n_faces
+def _tokenise(text: bytes, comment: bytes | None = None) -> tuple[list[bytes], np.ndarray]:
+    """Whitespace tokens of ``text`` and the 1-based line of each, (T,) int64; ``comment`` starts a comment."""
+    if comment is not None and comment in text:
+        text = re.sub(re.escape(comment) + rb"[^\n]*", b"", text)
+    tokens = text.split()
+    if not tokens:
+        return tokens, np.zeros(0, np.int64)
+    data = np.frombuffer(text, np.uint8)
+    is_space = np.isin(data, np.frombuffer(b" \t\r\n\v\f", np.uint8))
+    previous_space = np.concatenate([[True], is_space[:-1]])
+    starts = np.flatnonzero(~is_space & previous_space)
+    line_of_byte = np.cumsum(data == ord("\n"))
+    return tokens, line_of_byte[starts] + 1
 
 
-def _off_problem(error: BaseException, n_vertices: int) -> str:
-    """trimesh's OFF failures in the words of the format."""
-    text = str(error)
-    number = re.search(r"could not convert string to float: '(.*)'", text)
-    if number:
-        return f"{number.group(1)[:40]!r} is not a number"
-    if "cannot reshape" in text or "inhomogeneous" in text:
-        return f"expected {n_vertices} vertex lines starting with x y z"
-    if "outside the range" in text:
-        return f"face refers to a vertex outside 0…{n_vertices - 1}"
-    return f"not a readable OFF mesh ({_reason(error)})"
+def _as_numbers(path: PathLike, tokens: list[bytes], lines: np.ndarray, what: str) -> np.ndarray:
+    """Tokens → float64 array; a token that is not a number raises DataFormatError at its line.
+
+    Memory stays bounded: numpy's fixed-width byte array would give every token the width of the longest one
+    (one 1 MB token × a million tokens = a terabyte), so tokens longer than any number are refused first.
+    """
+    if tokens:
+        widths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        if widths.max() > _MAX_TOKEN:
+            at = int(np.argmax(widths > _MAX_TOKEN))
+            raise DataFormatError(path, f"{what}: a {widths[at]}-character word is not a number", line=int(lines[at]))
+    try:
+        return np.array(tokens, dtype=np.bytes_).astype(np.float64)
+    except ValueError:
+        for token, line in zip(tokens, lines, strict=True):  # error path only: find the culprit
+            try:
+                float(token)
+            except ValueError:
+                raise DataFormatError(
+                    path, f"{what}: {token.decode(errors='replace')!r} is not a number", line=int(line)
+                ) from None
+        raise
 
 
 def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read an OFF mesh → vertices (V, 3) float64, faces (F, 3) int64 (0-based; polygons triangulated)."""
-    from trimesh.exchange.off import load_off
-
+    """Read an OFF mesh → vertices (V, 3) float64, faces (F, 3) int64 (0-based; polygons fan-triangulated)."""
     raw = _read_bytes(path)
-    n_vertices, n_faces = _declared_counts(path, raw)
     if b"\x00" in raw:
         raise DataFormatError(path, "contains NUL bytes: not a text OFF file")
+    tokens, lines = _tokenise(raw, comment=b"#")
+    if not tokens:
+        raise DataFormatError(path, "empty file (expected 'OFF')", line=1)
+    keyword = tokens[0].upper()
+    glued = re.fullmatch(rb"([A-Z]*OFF)(\d+)", keyword)
+    if glued:  # ModelNet's 'OFF490 518 0' typo: the vertex count is glued to the keyword
+        tokens = [glued.group(1), glued.group(2), *tokens[1:]]
+        lines = np.concatenate([lines[:1], lines])
+    elif not re.fullmatch(rb"[A-Z]*OFF", keyword):
+        word = tokens[0].decode(errors="replace")
+        raise DataFormatError(path, f"not an OFF file (first word {word!r}, expected 'OFF')", line=int(lines[0]))
+    if len(tokens) < 4:
+        raise DataFormatError(path, "missing 'n_vertices n_faces n_edges' counts", line=int(lines[-1]))
+    counts_line = int(lines[1])
+    if not lines[1] == lines[2] == lines[3]:
+        raise DataFormatError(path, "the counts line must hold three integers", line=counts_line)
     try:
-        loaded = load_off(io.BytesIO(raw))
-    except Exception as error:  # trimesh raises ValueError, IndexError, NameError…
-        raise DataFormatError(path, _off_problem(error, n_vertices)) from None
-    vertices = _finite_xyz(path, loaded.get("vertices"), "vertex")
-    try:
-        faces = np.asarray(loaded.get("faces") if n_faces else np.zeros((0, 3)), dtype=np.int64).reshape(-1, 3)
-    except (TypeError, ValueError):
-        raise DataFormatError(path, "a face line must be 'k i_1 … i_k' with k ≥ 3") from None
-    if len(vertices) != n_vertices:
-        raise DataFormatError(path, f"expected {n_vertices} vertex lines, found {len(vertices)}")
-    if len(faces) < n_faces:
-        raise DataFormatError(path, f"expected {n_faces} face lines (k ≥ 3 corners each), the file ends early")
-    if len(faces) and (faces.min() < 0 or faces.max() >= n_vertices):
-        raise DataFormatError(path, f"face refers to a vertex outside 0…{n_vertices - 1}")
-    return vertices, faces
+        n_vertices, n_faces = int(tokens[1]), int(tokens[2])
+        int(tokens[3])
+    except ValueError:
+        raise DataFormatError(path, "the counts line must hold three integers", line=counts_line) from None
+    if n_vertices < 0 or n_faces < 0:
+        raise DataFormatError(path, "negative vertex or face count", line=counts_line)
+    if n_vertices + n_faces > len(tokens):
+        raise DataFormatError(
+            path, f"declares {n_vertices} vertices and {n_faces} faces, more than the file holds", line=counts_line
+        )
+
+    body_tokens, body_lines = tokens[4:], lines[4:]
+    # Group the body's tokens into its non-empty lines: line k holds tokens [start[k], start[k] + width[k]).
+    line_ids, line_start, line_width = np.unique(body_lines, return_index=True, return_counts=True)
+    if len(line_ids) < n_vertices + n_faces:
+        last = int(line_ids[-1]) if len(line_ids) else counts_line
+        raise DataFormatError(
+            path, f"expected {n_vertices} vertex and {n_faces} face lines, found {len(line_ids)} lines", line=last
+        )
+    values = _as_numbers(path, body_tokens, body_lines, "mesh data")
+
+    v_width, v_start, v_lines = line_width[:n_vertices], line_start[:n_vertices], line_ids[:n_vertices]
+    if np.any(v_width < 3):
+        bad = int(np.flatnonzero(v_width < 3)[0])
+        raise DataFormatError(path, "a vertex line needs x y z", line=int(v_lines[bad]))
+    vertices = values[v_start[:, None] + np.arange(3)]
+    if not np.all(np.isfinite(vertices)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(vertices), axis=1))[0])
+        raise DataFormatError(path, f"vertex {bad} has a non-finite coordinate", line=int(v_lines[bad]))
+
+    f_start = line_start[n_vertices : n_vertices + n_faces]
+    f_width = line_width[n_vertices : n_vertices + n_faces]
+    f_lines = line_ids[n_vertices : n_vertices + n_faces]
+    sides = values[f_start] if n_faces else np.zeros(0)
+    bad = (sides != np.round(sides)) | (sides < 3) | (f_width < sides + 1)
+    if np.any(bad):
+        raise DataFormatError(path, "a face line must be 'k i_1 … i_k' with k ≥ 3", line=int(f_lines[np.argmax(bad)]))
+    sides = sides.astype(np.int64)
+    # Triangle fan: polygon (i_1 … i_k) → (i_1, i_{j+1}, i_{j+2}) for j = 1 … k − 2.
+    n_triangles = sides - 2
+    face_of_triangle = np.repeat(np.arange(n_faces), n_triangles)
+    corner = np.arange(len(face_of_triangle)) - np.repeat(np.cumsum(n_triangles) - n_triangles, n_triangles)
+    first = f_start[face_of_triangle] + 1
+    picks = np.stack([first, first + corner + 1, first + corner + 2], axis=1)
+    indices = values[picks]
+    if np.any(indices != np.round(indices)) or np.any(indices < 0) or np.any(indices >= n_vertices):
+        bad_face = face_of_triangle[
+            np.argmax(np.any((indices < 0) | (indices >= n_vertices) | (indices != np.round(indices)), axis=1))
+        ]
+        raise DataFormatError(path, f"face refers to a vertex outside 0…{n_vertices - 1}", line=int(f_lines[bad_face]))
+    return vertices, indices.astype(np.int64).reshape(-1, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------
