@@ -384,3 +384,12 @@ def test_bad_inputs_raise_data_format_errors_naming_the_file(tmp_path):
         Pascal3DDataset(root, "test")
     with pytest.raises(IndexError):
         Pascal3DDataset(root, "val", ["car"], with_points=False)[5]
+
+
+def test_a_box_far_larger_than_its_image_is_refused_not_allocated(tmp_path):
+    root = make_pascal_root(tmp_path)
+    write_record(root / "Annotations/car_pascal/2008_000001.mat",
+                 [annotated_object("car", (11, 21, 900000, 900000))], "2008_000001.png")
+    data = Pascal3DDataset(root, "val", ["car"], with_points=False)
+    with pytest.raises(DataFormatError, match=r"2008_000001\.png: object box .* is far larger than the image"):
+        data[0]

@@ -185,6 +185,9 @@ def _text(path: PathLike, value: Any, what: str) -> str:
     raise DataFormatError(path, f"{what} must be a string, got {value!r}")
 
 
+#: A crop box may exceed its image (PoseFromShape pads with black) by at most this factor of the image side.
+_MAX_CROP_FACTOR = 4
+
 #: Largest pixel coordinate accepted in a box (anything larger is a corrupt value, not an image).
 _MAX_PIXEL = 1e7
 
@@ -731,7 +734,7 @@ class RealViewpointDataset(Dataset):
         try:
             with Image.open(path) as image:
                 return image.convert("RGB")
-        except OSError as error:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # PIL's error types
             raise DataFormatError(path, f"cannot read image: {error}") from None
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -746,7 +749,12 @@ class RealViewpointDataset(Dataset):
         bbox = self.table.bbox[index]
         viewpoint = self.viewpoints[index].astype(np.float64)
         K_full = annotation_intrinsics(row["focal"], row["viewport"], row["px"], row["py"], bbox)
-        image, K = crop_resize_pad(self._load_image(index), crop_box(bbox), self.image_size, K_full)
+        full_image = self._load_image(index)
+        box = crop_box(bbox)
+        if max(box[2] - box[0], box[3] - box[1]) > _MAX_CROP_FACTOR * max(full_image.size):
+            raise DataFormatError(self.image_paths[index], f"object box {list(box)} is far larger than the image "
+                                                           f"{full_image.size} (corrupt annotation?)")
+        image, K = crop_resize_pad(full_image, box, self.image_size, K_full)
 
         shape = self.cad.shape(category, int(row["cad_index"]))
         distance = DEFAULT_DISTANCE if math.isnan(row["distance"]) else float(row["distance"])

@@ -143,7 +143,7 @@ class FreiHANDDataset(Dataset):
                 pixels = np.asarray(rgb, dtype=np.float32) / 255.0
         except FileNotFoundError:
             raise DataFormatError(path, "image not found") from None
-        except OSError as err:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's error types
             raise DataFormatError(path, f"unreadable image ({err})") from None
         K = self.K[frame].copy()
         K[0] *= factor[0]
