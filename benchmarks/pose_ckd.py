@@ -1,17 +1,19 @@
-"""Pose CKD benchmark on the shapes world: teacher, baseline student, and three distilled students.
+"""Pose CKD benchmark on the shapes world: teacher, baseline student, and distilled students.
 
-Variants (every student has the same architecture, data, augmentation and budget):
+Arms (every student has the same architecture, warm start, data, augmentation and number of steps):
 
 - ``teacher``: stage 1, image + shape point cloud, task loss + 0.5·InfoNCE(proj(image), fused);
-- ``student (no KD)``: image-only, task loss only;
-- ``student + logit KD``: 0.25·task + 0.75·Σ_heads KL(teacher ‖ student);
-- ``student + logit + InfoNCE repr. KD``: the above + 0.75·InfoNCE(student proj, teacher proj) — the paper's
-  contrastive KD;
-- ``student + logit + CRD``: the above with CRD (memory bank) instead of in-batch InfoNCE.
+- ``baseline``: image-only student, task loss only (no teacher);
+- ``kd_kl``: 0.25·task + 0.75·Σ_heads KL(teacher ‖ student) + 0.75·KL of softmaxed projected features — the
+  official code's distillation;
+- ``kd_infonce``: the same with in-batch InfoNCE between projected features — the paper's contrastive KD;
+- ``kd_crd`` (optional, ``--arms``): CRD with a memory bank instead of in-batch InfoNCE.
 
-Training on the 12 seen categories; model selection (best epoch) by mean Acc@π/6 on the *validation* split of
-seen categories; reported on held-out test images of seen and of the 4 unseen categories. Run:
-``python -m benchmarks.pose_ckd`` (≈30 min on 2 cores) or ``--quick`` (≈2 min, a smoke test).
+Training on the 12 seen categories (``standard`` preset, one rendered pool shared by all seeds and arms: data seed
+0); image encoders start from the shipped seen-category classification weights (``pretrained_backbone:
+builtin``, see ``benchmarks/pretrain_backbone.py``); model selection (best epoch) by mean Acc@π/6 on the
+*validation* split of seen categories; reported on held-out test images of seen and of the 4 unseen categories.
+Run: ``python -m benchmarks.pose_ckd [--seeds 0 1 2] [--out DIR]`` (≈ 40 min on 2 cores) or ``--quick``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, write_report
+from benchmarks.common import RESULTS, write_report, write_results_json
 from distill3d.engine.checkpoint import load_checkpoint
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.logging import read_metrics
 from distill3d.engine.trainer import Trainer
-from distill3d.methods.pose_ckd import Options, PoseCKDTask, build_task
+from distill3d.methods.pose_ckd import Options, PoseCKDTask, build_task, viewpoint_chance_level
 
 
 @dataclass(frozen=True)
@@ -40,18 +42,24 @@ class Variant:
     changes: dict
 
 
-STUDENTS = [
-    Variant("baseline", "student (no KD)", {"task_weight": 1.0, "logit_weight": 0.0, "representation": "none"}),
-    Variant("logit", "student + logit KD", {"representation": "none"}),
-    Variant("infonce", "student + logit + InfoNCE repr. KD", {"representation": "infonce"}),
-    Variant("crd", "student + logit + CRD", {"representation": "crd"}),
-]
+STUDENTS = {
+    "baseline": Variant("baseline", "student (no KD)",
+                        {"task_weight": 1.0, "logit_weight": 0.0, "representation": "none"}),
+    "kd_kl": Variant("kd_kl", "student + logit + KL repr. KD (official)", {"representation": "kl"}),
+    "kd_infonce": Variant("kd_infonce", "student + logit + InfoNCE repr. KD (paper)", {"representation": "infonce"}),
+    "kd_crd": Variant("kd_crd", "student + logit + CRD", {"representation": "crd"}),
+}
+METRICS = {"seen_acc_pi6": ("test_seen", "acc_pi6"), "unseen_acc_pi6": ("test_unseen", "acc_pi6"),
+           "seen_med_err": ("test_seen", "med_err"), "unseen_med_err": ("test_unseen", "med_err")}
 
 
-def train_variant(options: Options, epochs: int, run_dir: Path, seed: int, lr: float) -> dict[str, dict[str, float]]:
+def train_variant(options: Options, epochs: int, run_dir: Path, seed: int, lr: float,
+                  batch_size: int) -> dict[str, dict[str, float]]:
     """Train one run, then evaluate its best (validation-selected) checkpoint on the test splits."""
-    config = TrainConfig(epochs=epochs, batch_size=32, optimizer={"name": "adamw", "lr": lr, "weight_decay": 5e-4},
-                         schedule={"name": "cosine", "warmup_epochs": 0.5}, precision="bf16", monitor="val/acc_pi6")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, precision="bf16", channels_last=True,
+                         optimizer={"name": "adamw", "lr": lr, "weight_decay": 5e-4},
+                         schedule={"name": "cosine", "warmup_epochs": min(1.0, 0.3 * epochs)},
+                         monitor="val/acc_pi6")
     task: PoseCKDTask = build_task(options, seed)
     trainer = Trainer(config, run_dir, seed=seed, progress=False,
                       config_dump={"method": "pose_ckd", "seed": seed, "options": options.model_dump(mode="json")})
@@ -112,68 +120,96 @@ def plot(runs: Path, labels: dict[str, str], seeds: list[int], results: dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train-size", type=int, default=3000)
-    parser.add_argument("--teacher-epochs", type=int, default=6)
-    parser.add_argument("--student-epochs", type=int, default=6)
+    parser.add_argument("--arms", nargs="+", default=["baseline", "kd_kl", "kd_infonce"], choices=list(STUDENTS),
+                        help="student arms (the teacher always runs)")
+    parser.add_argument("--train-size", type=int, default=24000)
+    parser.add_argument("--teacher-epochs", type=int, default=4)
+    parser.add_argument("--student-epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--num-points", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one seed: a smoke test (~2 min)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the report, plot and JSON")
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_pose_ckd"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.seeds, args.train_size, args.teacher_epochs, args.student_epochs = [0], 512, 2, 2
+        args.seeds, args.train_size, args.teacher_epochs, args.student_epochs = [0], 512, 1, 1
     name = "pose_ckd_quick" if args.quick else "pose_ckd"
     shutil.rmtree(args.runs, ignore_errors=True)
-    held_out = max(240, args.train_size // 8)
+    held_out = 240 if args.quick else 1200
     base = dict(train_size=args.train_size, val_size=held_out, test_size=held_out, backbone_width=32, image_size=64,
-                num_points=512, crd_negatives=min(4096, args.train_size // 2))
-    labels = {"teacher": "teacher (image + shape)", **{v.key: v.label for v in STUDENTS}}
+                num_points=args.num_points, crd_negatives=min(4096, args.train_size // 2), difficulty="standard",
+                data_seed=0, pretrained_backbone="builtin")
+    arms = [STUDENTS[key] for key in args.arms]
+    labels = {"teacher": "teacher (image + shape)", **{v.key: v.label for v in arms}}
     results: dict[str, list[dict]] = {k: [] for k in labels}
     started = time.perf_counter()
     for seed in args.seeds:
-        teacher_dir = args.runs / f"teacher-seed{seed}"
+        teacher_dir = (args.runs / f"teacher-seed{seed}").resolve()
         results["teacher"].append(train_variant(Options(stage="teacher", **base), args.teacher_epochs, teacher_dir,
-                                                seed, args.lr))
+                                                seed, args.lr, args.batch_size))
         print(f"seed {seed} teacher: {results['teacher'][-1]}", flush=True)
-        for variant in STUDENTS:
+        for variant in arms:
             options = Options(stage="student", teacher_checkpoint=teacher_dir, **{**base, **variant.changes})
-            results[variant.key].append(train_variant(options, args.student_epochs,
-                                                      args.runs / f"{variant.key}-seed{seed}", seed, args.lr))
+            results[variant.key].append(train_variant(options, args.student_epochs, args.runs /
+                                                      f"{variant.key}-seed{seed}", seed, args.lr, args.batch_size))
             print(f"seed {seed} {variant.key}: {results[variant.key][-1]}", flush=True)
     total_minutes = (time.perf_counter() - started) / 60
+    chance = viewpoint_chance_level(build_task(Options(stage="student", task_weight=1.0, logit_weight=0.0,
+                                                       representation="none", **base), 0))
 
-    plot_path = RESULTS / f"{name}.png"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_path = args.out / f"{name}.png"
     plot(args.runs, labels, args.seeds, results, plot_path)
     rows = ["| model | seen Acc@π/6 (%) ↑ | seen MedErr (°) ↓ | unseen Acc@π/6 (%) ↑ | unseen MedErr (°) ↓ | "
             "best epoch | train time (s) |", "|---|---|---|---|---|---|---|"]
     for key, label in labels.items():
         runs = results[key]
-        cells = [mean_std([r[s][m] for r in runs])
-                 for s in ("test_seen", "test_unseen") for m in ("acc_pi6", "med_err")]
+        cells = [mean_std([r[s][m] for r in runs]) for s, m in METRICS.values()]
+        cells = [cells[0], cells[2], cells[1], cells[3]]
         meta = [mean_std([r["meta"]["best_epoch"] for r in runs]), mean_std([r["meta"]["train_seconds"] for r in runs])]
         rows.append(f"| {label} | " + " | ".join(cells + meta) + " |")
+    rows.append(f"| chance (a random training label) | {chance['test_seen']['acc_pi6']:.1f} | "
+                f"{chance['test_seen']['med_err']:.1f} | {chance['test_unseen']['acc_pi6']:.1f} | "
+                f"{chance['test_unseen']['med_err']:.1f} | | |")
+    baseline = results.get("baseline")
+    effect_lines = []
+    if baseline:
+        for key in ["teacher", *[v.key for v in arms if v.key != "baseline"]]:
+            gains = [r["test_unseen"]["acc_pi6"] - b["test_unseen"]["acc_pi6"]
+                     for r, b in zip(results[key], baseline, strict=True)]
+            effect_lines.append(f"| {labels[key]} | {mean_std(gains)} | "
+                                f"{', '.join(f'{g:+.1f}' for g in gains)} |")
+    effects = ("| model | unseen Acc@π/6 gain over the baseline (points) | per seed |\n|---|---|---|\n"
+               + "\n".join(effect_lines)) if effect_lines else ""
     seeds_text = ", ".join(map(str, args.seeds))
     body = f"""# Pose CKD on the shapes world
 
-Mean ± std over seeds {seeds_text} (each seed: its own world sample, initialisation and teacher). Acc@π/6 and
-MedErr are computed per category and averaged over categories (PoseFromShape protocol); 12 seen categories
-(training), 4 unseen categories (bed, guitar, rocket, stool; never seen in training). The best epoch of every run
-is chosen on the validation split of the seen categories; the test splits are used only for this table.
+Mean ± std over seeds {seeds_text} (each seed: its own initialisation, data order, augmentation and teacher; the
+rendered pool is shared). Acc@π/6 and MedErr are computed per category and averaged over categories
+(PoseFromShape protocol); 12 seen categories (training), 4 unseen categories (bed, guitar, rocket, stool; never
+seen in training, nor by the pre-trained encoder). The best epoch of every run is chosen on the validation split of
+the seen categories; the test splits are used only for this table.
 
 {chr(10).join(rows)}
 
+{effects}
+
 ![validation curves and test accuracy]({plot_path.name})
 
-Set-up: {args.train_size} training images (64×64, 12 seen categories), ResNet-18 width 32 (standard stem) image
-encoders, PointNet shape encoder (512 points), 200-d features; teacher {args.teacher_epochs} epochs, students
-{args.student_epochs} epochs; AdamW lr {args.lr}, cosine schedule, batch 32, bf16 autocast; augmentation:
-photometric jitter, box-jitter crop, flip, in-plane rotation. Loss weights as the official code (0.25 / 0.75 / 0.75;
-teacher 0.5·InfoNCE, τ = 0.1). Total wall time {total_minutes:.1f} min on this machine.
+Set-up: shapes world, `standard` preset; {args.train_size:,} training images (64×64, 12 seen categories, rendered
+once); ResNet-18 width 32 (standard stem) image encoders warm-started from the shipped seen-category
+classification weights; PointNet shape encoder ({args.num_points} points); 200-d features; teacher
+{args.teacher_epochs} epochs, students {args.student_epochs} epochs; AdamW lr {args.lr}, cosine schedule with
+warm-up, batch {args.batch_size}, bf16 autocast, channels-last; augmentation: photometric jitter, box-jitter crop,
+flip, in-plane rotation (one warp). Loss weights as the official code (0.25 / 0.75 / 0.75; teacher 0.5·InfoNCE,
+τ = 0.1). Total wall time {total_minutes:.1f} min on this machine.
 
-Rotation-symmetric categories (bottle, cup: azimuth undefined) cap what any model can reach on them; they are
-counted like every other category, as Pascal3D+ counts its bottles.
+Symmetric objects (bottle, cup, round tables: revolution; oblong tables: 2-fold; unseen rockets and stools: 3- or
+4-fold) are labelled with their canonical azimuth (`a mod 2π/n`, 0 for revolution; see the shapes world) and counted
+like every other object.
 
 ## Scaling to the real datasets
 The same method runs on Pascal3D+ / ObjectNet3D through `distill3d.data.pascal3d` / `distill3d.data.objectnet3d`
@@ -182,7 +218,11 @@ teacher 300 epochs (Adam lr 1e-4, weight decay 5e-4, ×0.1 at epoch 200, batch 1
 60 epochs (×0.1 at epoch 44); on ObjectNet3D train on the 80 base categories and report the 20 novel ones. That is
 a GPU job: run it with `torchrun --nproc_per_node=N -m distill3d.cli.main train ...` on CUDA machines.
 """
-    print(f"written: {write_report(name, body)}")
+    print(f"written: {write_report(name, body, args.out)}")
+    arms_json = {key: {metric: [r[split][m] for r in results[key]] for metric, (split, m) in METRICS.items()}
+                 for key in labels}
+    arms_json["chance"] = {metric: [chance[split][m]] for metric, (split, m) in METRICS.items()}
+    print(f"written: {write_results_json(name, arms_json, args.out)}")
 
 
 if __name__ == "__main__":

@@ -265,3 +265,39 @@ def test_photometric_jitter_composes_to_the_stepwise_operations() -> None:
     sigma = torch.tensor([0.3, 0.6, 0.9, 1.0])
     torch.testing.assert_close(_blur3(images, sigma), KF.gaussian_blur2d(images, (3, 3), sigma[:, None].expand(4, 2)),
                                atol=1e-6, rtol=0)
+
+
+def test_pretrained_backbone_loads_the_shipped_weights_and_names_bad_files(tmp_path: Path) -> None:
+    from distill3d.errors import Distill3dError
+    from distill3d.methods.pose_ckd import build_image_encoder
+    from distill3d.models.resnet import ResNet, load_encoder_weights, save_encoder_weights
+    from distill3d.weights import builtin_encoder_weights
+
+    shipped = builtin_encoder_weights("resnet18", 32)
+    encoder = build_image_encoder(Options(pretrained_backbone="builtin"), load_pretrained=True)
+    reference = ResNet("resnet18", 0, 32)
+    load_encoder_weights(reference, shipped)
+    for (name, a), b in zip(encoder.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(build_image_encoder(Options(pretrained_backbone="builtin")).conv1.weight,
+                           encoder.conv1.weight)  # rebuilding an architecture does not load weights
+    narrow = tmp_path / "narrow.safetensors"
+    save_encoder_weights(ResNet("resnet18", 0, 8), narrow)
+    with pytest.raises(Distill3dError, match="narrow.safetensors"):
+        load_encoder_weights(ResNet("resnet18", 0, 32), narrow)
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Distill3dError, match="garbage.safetensors"):
+        load_encoder_weights(reference, tmp_path / "garbage.safetensors")
+    with pytest.raises(Distill3dError, match="no built-in pretrained weights"):
+        builtin_encoder_weights("resnet18", 16)
+
+
+def test_chance_level_is_what_guessing_scores() -> None:
+    from distill3d.methods.pose_ckd import viewpoint_chance_level
+
+    task = build_task(tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none",
+                                   train_size=128), seed=0)
+    chance = viewpoint_chance_level(task)
+    assert set(chance) == {"test_seen", "test_unseen"}
+    for split in chance.values():
+        assert 0 <= split["acc_pi6"] < 40 and split["med_err"] > 40

@@ -315,6 +315,33 @@ class PoseCKDTask:
                 "acc_pi6_all": result.all_acc_pi_6_percent, "med_err_all": result.all_med_err_deg}
 
 
+def viewpoint_chance_level(task: PoseCKDTask, draws: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Acc@π/6 and MedErr of guessing: each test image gets the label of a random training image.
+
+    Returns ``{test split: {"acc_pi6", "med_err"}}`` averaged over ``draws`` guesses (the level printed beside
+    every table: what a model that ignores its input scores).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    train = task.train_set()
+    labels = torch.stack([train[i]["viewpoint"] for i in range(len(train))]) if not isinstance(
+        train, MaterializedDataset) else train.tensors["viewpoint"]
+    out = {}
+    for name, dataset in task.test_sets().items():
+        if isinstance(dataset, MaterializedDataset):
+            truth, categories = dataset.tensors["viewpoint"], dataset.tensors["category"]
+        else:
+            items = [dataset[i] for i in range(len(dataset))]
+            truth = torch.stack([x["viewpoint"] for x in items])
+            categories = torch.stack([x["category"] for x in items])
+        results = []
+        for _ in range(draws):
+            guess = labels[torch.randint(len(labels), (len(truth),), generator=generator)]
+            results.append(viewpoint_metrics(guess.double(), truth.double(), categories))
+        out[name] = {"acc_pi6": sum(r.mean_acc_pi_6_percent for r in results) / draws,
+                     "med_err": sum(r.mean_med_err_deg for r in results) / draws}
+    return out
+
+
 def model_bins(model: nn.Module):
     """The bin layout of a teacher, student or wrapped student."""
     inner = model.student if isinstance(model, StudentWithDistillers) else model
