@@ -303,13 +303,14 @@ def run_isolated(
     os.close(write_fd)
     chunks: list[bytes] = []
     last_index, last_change = -1, time.monotonic()
-    timed_out = False
+    timed_out, finished = False, False
     try:
         while True:
             ready, _, _ = select.select([read_fd], [], [], 0.5)
             if ready:
                 chunk = os.read(read_fd, 1 << 20)
                 if not chunk:
+                    finished = True
                     break
                 chunks.append(chunk)
                 continue
@@ -318,10 +319,11 @@ def run_isolated(
                 last_index, last_change = index, time.monotonic()
             elif time.monotonic() - last_change > timeout_s:
                 timed_out = True
-                os.kill(pid, signal.SIGKILL)
                 break
     finally:
         os.close(read_fd)
+        if not finished:  # a hang, or this process was interrupted: the child must not outlive the call
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     index = min(max(struct.unpack("<q", progress[:8])[0], 0), len(paths) - 1)
     progress.close()
