@@ -193,7 +193,8 @@ class PoseCKDTask:
         else:
             source = self._real_dataset(split, categories)
             description = {"world": o.dataset, "root": str(Path(o.data_root).resolve()), "split": split,
-                           "categories": categories, "validation_fraction": o.validation_fraction, **common}
+                           "categories": categories, "validation_fraction": o.validation_fraction,
+                           "image_size": o.image_size, "n_points": o.num_points, "seed": self.seed}
         self._datasets[key] = self._materialize(source, description)
         return self._datasets[key]
 
