@@ -104,7 +104,8 @@ def main() -> None:
     accuracy = float(result.best_value)
     body = (f"Seen-category classification (12 classes, chance {100 / len(SEEN_CATEGORIES):.1f} %) on the shapes "
             f"world, standard preset, data seed {DATA_SEED}: {args.train_size:,} training images rendered once "
-            f"(or loaded from the disk cache: {render_s:.0f} s), {args.epochs} epochs ({train_s / 60:.1f} min), batch 64, AdamW 3e-3 cosine, "
+            f"(or loaded from the disk cache: {render_s:.0f} s), "
+            f"{args.epochs} epochs ({train_s / 60:.1f} min), batch 64, AdamW 3e-3 cosine, "
             f"bf16.\n\n| validation accuracy (best epoch {result.best_epoch}) | weights | size |\n|---|---|---|\n"
             f"| {accuracy:.1f} % | `{args.out.name}` (float16) | {args.out.stat().st_size / 1e6:.1f} MB |\n")
     write_report("pretrain_backbone", body, args.report_dir)

@@ -283,10 +283,10 @@ def test_pretrained_backbone_loads_the_shipped_weights_and_names_bad_files(tmp_p
                            encoder.conv1.weight)  # rebuilding an architecture does not load weights
     narrow = tmp_path / "narrow.safetensors"
     save_encoder_weights(ResNet("resnet18", 0, 8), narrow)
-    with pytest.raises(Distill3dError, match="narrow.safetensors"):
+    with pytest.raises(Distill3dError, match=r"narrow\.safetensors"):
         load_encoder_weights(ResNet("resnet18", 0, 32), narrow)
     (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(Distill3dError, match="garbage.safetensors"):
+    with pytest.raises(Distill3dError, match=r"garbage\.safetensors"):
         load_encoder_weights(reference, tmp_path / "garbage.safetensors")
     with pytest.raises(Distill3dError, match="no built-in pretrained weights"):
         builtin_encoder_weights("resnet18", 16)
