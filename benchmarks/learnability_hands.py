@@ -80,9 +80,9 @@ def roll_camera(batch: dict[str, torch.Tensor], angle_deg: torch.Tensor) -> dict
 class FreshHands(IterableDataset):
     """Endless fresh batches (dicts of (B, …) tensors) of the hands world's ``labelled`` split: batch k renders
     indices ``[k·B, (k + 1)·B)`` of world seed ``world_seed``, so no sample repeats.  ``reuse`` > 1 yields each
-    rendered batch that many times, the repeats under a random camera roll (:func:`roll_camera`; the world's
-    roll is already uniform, so the distribution is unchanged) — more samples per second when rendering is
-    the bottleneck."""
+    rendered batch that many times, the repeats under a random camera roll (:func:`roll_camera`): uniform when
+    the preset's roll is unrestricted (``hard``: the distribution is unchanged), else ±10° (the roll range
+    widens by 10°) — more samples per second when rendering is the bottleneck."""
 
     def __init__(self, world_seed: int, difficulty: Difficulty, batch: int = BATCH, reuse: int = 1) -> None:
         self.world_seed, self.difficulty, self.batch, self.reuse = world_seed, difficulty, batch, reuse
@@ -100,8 +100,10 @@ class FreshHands(IterableDataset):
             indices = list(range(step * self.batch, (step + 1) * self.batch))
             rendered = hand_batch("labelled", indices, self.world_seed, IMAGE_SIZE, 1, self.difficulty)
             yield rendered
+            limit = PRESETS[self.difficulty].max_roll_deg
+            spread = 180.0 if limit is None else 10.0
             for _ in range(self.reuse - 1):
-                yield roll_camera(rendered, 360 * torch.rand(len(indices)) - 180)
+                yield roll_camera(rendered, spread * (2 * torch.rand(len(indices)) - 1))
             step += 1
 
 

@@ -10,7 +10,7 @@ from distill3d.geometry.camera import project_points
 
 
 def test_camera_roll_keeps_every_label_exact() -> None:
-    batch = hand_batch("val", list(range(16)), seed=0, image_size=64)
+    batch = hand_batch("val", list(range(16)), seed=0, image_size=64, difficulty="hard")
     angle = torch.linspace(-180, 180, 16)
     rolled = roll_camera(batch, angle)
     projected, _ = project_points(rolled["joints_xyz"], rolled["K"])
@@ -21,9 +21,9 @@ def test_camera_roll_keeps_every_label_exact() -> None:
     moved = (rolled["joints_uv"] - batch["joints_uv"]).norm(dim=-1).amax(1) > 1
     assert int(moved.sum()) >= 8  # most samples turned; those whose joints would leave the image did not
     assert float(rolled["joints_uv"].min()) >= 1 and float(rolled["joints_uv"].max()) <= 62
-    # Samples kept at angle 0 keep their image bit for bit.
+    # Samples kept at angle 0 keep their image (up to the resampling's rounding).
     unchanged = ~moved
-    assert torch.equal(rolled["image"][unchanged], batch["image"][unchanged])
+    assert torch.allclose(rolled["image"][unchanged], batch["image"][unchanged], atol=1e-5)
 
 
 def test_schedule_and_factor_table() -> None:

@@ -207,3 +207,14 @@ def test_easy_background_is_plain_and_standard_separates_hand_from_background(pr
         hand = (luma * mask).sum((1, 2)) / mask.sum((1, 2))
         rest = (luma * ~mask).sum((1, 2)) / (~mask).sum((1, 2))
         assert float((hand - rest).abs().median()) > 0.12
+
+
+def test_standard_and_easy_limit_the_in_plane_roll(presets) -> None:
+    for difficulty, batch in presets.items():
+        up = batch["joints_uv"][:, 9] - batch["joints_uv"][:, 0]
+        roll = torch.rad2deg(torch.atan2(up[:, 0], -up[:, 1])).abs()
+        limit = PRESETS[difficulty].max_roll_deg
+        if limit is None:
+            assert float(roll.max()) > 90  # hard: any roll (24 samples)
+        else:
+            assert float(roll.max()) <= limit + 5  # limited in 3D; perspective bends the image direction a little
