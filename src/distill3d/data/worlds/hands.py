@@ -64,9 +64,9 @@ Measured (``python -m benchmarks.learnability_hands --measure``; 512 ``val`` ima
 =========  ======================  ==============  ===========================  ==========================
 preset     joints' 2D extent (px)  hand mask share  mean |luma gap| hand vs bg   share with luma gap < 0.1
 =========  ======================  ==============  ===========================  ==========================
-hard       34.6                    0.21            0.185                        0.36
-standard   40.0                    0.26            0.221                        0.05
-easy       41.5                    0.27            0.278                        0.00
+hard       34.4                    0.21            0.179                        0.33
+standard   39.8                    0.26            0.214                        0.05
+easy       41.4                    0.26            0.275                        0.00
 =========  ======================  ==============  ===========================  ==========================
 
 The reference bone projects to ≈ 10 px under every preset.  Learning speed (``benchmarks/learnability_hands.py``,
