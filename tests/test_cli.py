@@ -114,3 +114,13 @@ def test_list_names_every_method_and_world() -> None:
     assert result.returncode == 0, result.stderr
     for name in ("pose_ckd", "peclr", "shape_classification", "shapes", "hands", "road", "pascal3d"):
         assert name in result.stdout
+
+
+def test_world_preview_takes_a_difficulty_and_names_a_wrong_one(tmp_path: Path) -> None:
+    result = run_cli("world", "preview", "shapes", "--difficulty", "easy", "--out", str(tmp_path / "e.png"),
+                     "--n", "2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "e.png").stat().st_size > 0
+    result = run_cli("world", "preview", "shapes", "--difficulty", "medium", "--out", str(tmp_path / "m.png"))
+    assert result.returncode == 2
+    assert "unknown difficulty 'medium'" in result.stderr and not (tmp_path / "m.png").exists()

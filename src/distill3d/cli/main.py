@@ -297,19 +297,29 @@ def _check_world(name: str) -> None:
         raise ConfigError(f"unknown world '{name}' (known: {', '.join(WORLDS)})")
 
 
+def _check_difficulty(name: str) -> None:
+    from distill3d.data.worlds.difficulty import DIFFICULTIES
+
+    if name not in DIFFICULTIES:
+        raise ConfigError(f"unknown difficulty '{name}' (known: {', '.join(DIFFICULTIES)})")
+
+
 @world_app.command("preview")
 def world_preview(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(WORLDS)}")],
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("contact_sheet.png"),
     n: Annotated[int, typer.Option(min=1, max=1024, help="number of samples")] = 16,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
+    difficulty: Annotated[str, typer.Option(help="preset of the shapes and hands worlds: easy | standard | hard")]
+    = "standard",
 ) -> None:
     """Write a PNG contact sheet of samples with their labels drawn (pose axes, hand skeleton, 3D boxes)."""
     from distill3d.data.worlds.preview import contact_sheet
 
     _check_world(name)
+    _check_difficulty(difficulty)
     check_output_file(out, "contact sheet")
-    _echo(f"written: {contact_sheet(name, n, seed, out)}")
+    _echo(f"written: {contact_sheet(name, n, seed, out, difficulty)}")
 
 
 @world_app.command("export")
@@ -318,15 +328,17 @@ def world_export(
     out: Annotated[Path, typer.Option(help="dataset folder to create (must not exist)")],
     n: Annotated[int, typer.Option(min=1, help="number of samples")] = 100,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
+    difficulty: Annotated[str, typer.Option(help="preset of the shapes world: easy | standard | hard")] = "standard",
 ) -> None:
     """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND, shapes → ShapeNetPart."""
     from distill3d.data.worlds.preview import export_world
 
     _check_world(name)
+    _check_difficulty(difficulty)
     if out.exists():
         raise Distill3dError(f"{out} already exists; choose a new folder")
     check_output_dir(out, "dataset folder")
-    _echo(f"written: {export_world(name, out, n, seed)}")
+    _echo(f"written: {export_world(name, out, n, seed, difficulty=difficulty)}")
 
 
 DEMOS: dict[str, str] = {

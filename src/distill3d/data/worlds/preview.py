@@ -50,6 +50,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from distill3d.data.shapenetpart import write_shapenetpart
+from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.hands import FINGERS, PARENTS, hand_batch
 from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitti, image_projection, road_frames
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
@@ -74,14 +75,15 @@ _VIEWPOINT_CONVENTION = (
 )
 
 
-def _hand_tiles(n: int, seed: int, zoom: int = 3) -> list[Image.Image]:
-    batch = hand_batch("labelled", list(range(n)), seed, image_size=64)
+def _hand_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 3) -> list[Image.Image]:
+    batch = hand_batch("labelled", list(range(n)), seed, image_size=64, difficulty=difficulty)
     fingers = list(FINGERS.values())
     return [draw_hand_skeleton(to_pil(image, zoom), uv, PARENTS, fingers, zoom)
             for image, uv in zip(batch["image"], batch["joints_uv"].numpy(), strict=True)]
 
 
-def _road_tiles(n: int, seed: int, zoom: int = 2) -> list[Image.Image]:
+def _road_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 2) -> list[Image.Image]:
+    del difficulty  # the road world has one preset (standard) so far
     config = RoadConfig()
     projection = image_projection(config.image_size)
     tiles = []
@@ -99,22 +101,24 @@ def _road_tiles(n: int, seed: int, zoom: int = 2) -> list[Image.Image]:
     return tiles
 
 
-def _shape_tiles(n: int, seed: int, zoom: int = 3) -> list[Image.Image]:
+def _shape_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 3) -> list[Image.Image]:
     from distill3d.data.worlds.shapes import ShapesViewpointDataset
 
-    dataset = ShapesViewpointDataset("train", length=max(n, 1), seed=seed, with_points=False)
+    dataset = ShapesViewpointDataset("train", length=max(n, 1), seed=seed, with_points=False, difficulty=difficulty)
     batch = dataset.batch(list(range(n)))
     return [draw_pose_axes(to_pil(image, zoom), K.double().numpy(), R.double().numpy(), t.double().numpy(), zoom)
             for image, K, R, t in zip(batch["image"], batch["K"], batch["R"], batch["t"], strict=True)]
 
 
-def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLike = "contact_sheet.png") -> Path:
-    """Write a PNG grid of ``n`` samples of ``world`` ("shapes", "hands" or "road") with their labels drawn."""
+def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLike = "contact_sheet.png",
+                  difficulty: Difficulty = "standard") -> Path:
+    """Write a PNG grid of ``n`` samples of ``world`` ("shapes", "hands" or "road") with their labels drawn
+    (``difficulty``: the shapes and hands worlds' preset)."""
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    tiles = {"hands": _hand_tiles, "road": _road_tiles, "shapes": _shape_tiles}[world](n, seed)
+    tiles = {"hands": _hand_tiles, "road": _road_tiles, "shapes": _shape_tiles}[world](n, seed, difficulty)
     columns = 2 if world == "road" else math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     width, height = tiles[0].size
@@ -201,12 +205,13 @@ def _viewpoint_record(batch: dict[str, torch.Tensor], row: int, split: str, inde
 
 
 def _export_shapes(
-    out_dir: Path, n: int, seed: int, image_size: int, n_points: int = SHAPES_EXPORT_POINTS, batch_size: int = 64
+    out_dir: Path, n: int, seed: int, image_size: int, n_points: int = SHAPES_EXPORT_POINTS, batch_size: int = 64,
+    difficulty: Difficulty = "standard",
 ) -> Path:
     """The shapes world as a ShapeNetPart folder plus renders and annotations.json (module docstring)."""
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists")
-    world = ShapesWorld(image_size=image_size, n_points=n_points, seed=seed)
+    world = ShapesWorld(image_size=image_size, n_points=n_points, seed=seed, difficulty=difficulty)
     sizes = _shapes_split_sizes(n)
     part_table = {name: category_part_ids(name) for name in CATEGORIES}
     with atomic_directory(out_dir) as staging:
@@ -224,7 +229,8 @@ def _export_shapes(
 
 
 def export_world(
-    world: str, out_dir: str | os.PathLike, n: int, seed: int = 0, image_size: int | tuple[int, int] | None = None
+    world: str, out_dir: str | os.PathLike, n: int, seed: int = 0, image_size: int | tuple[int, int] | None = None,
+    difficulty: Difficulty = "standard",
 ) -> Path:
     """Write ``n`` samples of ``world`` as a dataset folder in the real dataset's format; returns ``out_dir``.
 
@@ -240,5 +246,6 @@ def export_world(
     if world == "hands":
         return _export_hands(out_dir, n, seed, 224 if image_size is None else int(image_size))  # type: ignore[arg-type]
     if world == "shapes":
-        return _export_shapes(out_dir, n, seed, 64 if image_size is None else int(image_size))  # type: ignore[arg-type]
+        size = 64 if image_size is None else int(image_size)  # type: ignore[arg-type]
+        return _export_shapes(out_dir, n, seed, size, difficulty=difficulty)
     raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
