@@ -131,3 +131,11 @@ def test_shape_errors() -> None:
         summarize_viewpoint_errors(torch.zeros(3), ["a", "b"])
     with pytest.raises(ShapeError):
         acc_at_pi_over_6(torch.zeros(0))
+
+
+def test_tensor_categories_are_named_by_their_values() -> None:
+    from distill3d.metrics.viewpoint import summarize_viewpoint_errors
+
+    result = summarize_viewpoint_errors(torch.tensor([10.0, 50.0, 5.0]), torch.tensor([3, 3, 12]))
+    assert set(result.per_category) == {"3", "12"}
+    assert result.per_category["3"].acc_pi_6_percent == 50.0

@@ -131,6 +131,8 @@ def summarize_viewpoint_errors(
 ) -> ViewpointResult:
     """Per-category, mean-over-categories and pooled Acc@π/6 and MedErr of per-sample errors (N,), degrees."""
     errors = _errors_1d(errors_deg)
+    if isinstance(categories, torch.Tensor | np.ndarray):
+        categories = categories.tolist()  # plain values: category 3 is "3", not "tensor(3)"
     labels = np.asarray([str(category) for category in categories])
     if labels.shape != (errors.numel(),):
         raise ShapeError(f"categories must hold one label per sample ({errors.numel()}), got {labels.shape}")
