@@ -1,12 +1,13 @@
-"""`make bench`: run every benchmark in turn (about 65 min on 2 cores); each writes its report under
-benchmarks/results/."""
+"""`make bench`: run every benchmark in turn (about 2.5 h on 2 cores); each writes its report under
+benchmarks/results/. The shipped encoder weights are not rebuilt here: `python -m benchmarks.pretrain_backbone`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed", "benchmarks.pose_ckd", "benchmarks.peclr"]
+BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed", "benchmarks.throughput", "benchmarks.learnability",
+              "benchmarks.pose_ckd", "benchmarks.peclr", "benchmarks.fuzz_readers"]
 
 
 def main() -> None:
