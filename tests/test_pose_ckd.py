@@ -301,3 +301,20 @@ def test_chance_level_is_what_guessing_scores() -> None:
     assert set(chance) == {"test_seen", "test_unseen"}
     for split in chance.values():
         assert 0 <= split["acc_pi6"] < 40 and split["med_err"] > 40
+
+
+def test_frozen_teacher_and_random_draws_follow_the_batch_device() -> None:
+    """The teacher lives on the task (not in the trained model), so the task moves it to the batches' device;
+    the meta device stands in for CUDA here."""
+    from distill3d.methods.pose_ckd import build_teacher
+
+    options = tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none")
+    task = build_task(options, seed=0)
+    task.teacher = build_teacher(options)
+    moved = task._teacher_on(torch.device("meta"))
+    assert all(p.device.type == "meta" for p in moved.parameters())
+    images = torch.rand(4, 3, 16, 16, device="meta")
+    from distill3d.data.augment import geometric_viewpoint_augmentation
+
+    out, label, flip = geometric_viewpoint_augmentation(images, torch.rand(4, 3, device="meta"))
+    assert out.device.type == label.device.type == flip.device.type == "meta"

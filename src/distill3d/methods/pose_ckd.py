@@ -257,7 +257,8 @@ class PoseCKDTask:
     def _teacher_step(self, model: nn.Module, images: torch.Tensor, viewpoint: torch.Tensor, points: torch.Tensor,
                       symmetry_order: torch.Tensor) -> dict[str, torch.Tensor]:
         o = self.options
-        steps = torch.randint(-o.azimuth_jitter_steps, o.azimuth_jitter_steps + 1, (images.shape[0],))
+        steps = torch.randint(-o.azimuth_jitter_steps, o.azimuth_jitter_steps + 1, (images.shape[0],),
+                              device=images.device)
         delta = torch.where(symmetry_order == 1, steps.float() * math.radians(5.0), torch.zeros(()))
         points, viewpoint = rotate_shapes_in_azimuth(points, viewpoint, delta)
         heads, fused, projected = model(images, points)
@@ -276,7 +277,7 @@ class PoseCKDTask:
         loss = o.task_weight * task
         if self.teacher is not None and (o.logit_weight > 0 or o.representation != "none"):
             with torch.no_grad():
-                teacher_heads, _, teacher_projected = self.teacher(images, points)
+                teacher_heads, _, teacher_projected = self._teacher_on(images.device)(images, points)
             if o.logit_weight > 0:
                 logit = sum(logit_kd_loss(heads[k].float(), teacher_heads[k].float(), o.kd_temperature)
                             for k in heads)
@@ -287,6 +288,13 @@ class PoseCKDTask:
                 loss = loss + o.representation_weight * representation
                 out["representation_kd"] = representation
         return {"loss": loss, **out}
+
+    def _teacher_on(self, device: torch.device) -> PoseTeacher:
+        """The frozen teacher, moved once to the device the batches are on."""
+        assert self.teacher is not None
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        return self.teacher
 
     def _representation_loss(self, model: nn.Module, student: torch.Tensor, teacher: torch.Tensor,
                              index: torch.Tensor) -> torch.Tensor | None:

@@ -71,7 +71,7 @@ class ShapeClassificationTask:
         o = self.options
         points = batch["points"]
         low, high = o.scale_augment
-        scale = torch.empty(points.shape[0], 1, 1).uniform_(low, high)
+        scale = torch.empty(points.shape[0], 1, 1, device=points.device, dtype=points.dtype).uniform_(low, high)
         points = points * scale + o.jitter_std * torch.randn_like(points)
         inputs = torch.cat([points, batch["normals"]], dim=-1) if o.use_normals else points
         logits = model(inputs)
