@@ -114,10 +114,18 @@ class FreshHands(IterableDataset):
             step += 1
 
 
-def build_model(width: int = 32, decoder_width: int = 64) -> Hand25DHeatmapNet:
-    """ResNet-18 (first-stage ``width``, standard stem) + top-down decoder of ``decoder_width`` channels."""
-    return Hand25DHeatmapNet(ResNet("resnet18", 0, width, small_input=False), IMAGE_SIZE,
-                             decoder_width=decoder_width)
+def build_model(width: int = 32, decoder_width: int = 64, pretrained_backbone: str | None = None) -> Hand25DHeatmapNet:
+    """ResNet-18 (first-stage ``width``, standard stem) + top-down decoder of ``decoder_width`` channels.
+
+    ``pretrained_backbone``: ``"builtin"`` (the shipped shapes-classification encoder, :mod:`distill3d.weights`)
+    or a safetensors file to start the encoder from; ``None`` = random initialisation."""
+    encoder = ResNet("resnet18", 0, width, small_input=False)
+    if pretrained_backbone is not None:
+        from distill3d.models.resnet import load_encoder_weights
+        from distill3d.weights import resolve_encoder_weights
+
+        load_encoder_weights(encoder, resolve_encoder_weights(pretrained_backbone, "resnet18", width))
+    return Hand25DHeatmapNet(encoder, IMAGE_SIZE, decoder_width=decoder_width)
 
 
 def one_cycle(fraction: float, peak: float, warmup: float = 0.15) -> float:
@@ -241,6 +249,7 @@ def plot_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
 def run_hands_arm(seed: int, minutes_budget: float, out_dir: Path, difficulty: Difficulty = "standard",
                   threads: int | None = None, peak_lr: float = 3e-3, val_size: int = 500,
                   test_size: int = 1000, evals: int = 8, width: int = 32, decoder_width: int = 64, reuse: int = 1,
+                  pretrained_backbone: str | None = None,
                   **loss_options: float) -> dict[str, float]:
     """Train one supervised model for ``minutes_budget`` minutes of wall time on fresh samples and evaluate it.
 
@@ -256,7 +265,7 @@ def run_hands_arm(seed: int, minutes_budget: float, out_dir: Path, difficulty: D
     torch.manual_seed(seed)
     val = render_split("val", val_size, difficulty)
     test = render_split("test", test_size, difficulty)
-    model = build_model(width, decoder_width).to(memory_format=torch.channels_last)
+    model = build_model(width, decoder_width, pretrained_backbone).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=peak_lr / 25, weight_decay=1e-4)
     loader = DataLoader(FreshHands(1000 + seed, difficulty, reuse=reuse), batch_size=None, num_workers=1,
                         prefetch_factor=4, persistent_workers=False)
@@ -339,12 +348,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--measure", action="store_true", help="only measure the presets' image statistics")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="start the encoder from the shipped shapes-classification weights (not measured yet)")
     args = parser.parse_args()
     if args.measure:
         torch.set_num_threads(1)
         print(write_report("hands_presets", "# Hands world presets\n\n" + measure_presets(), args.out))
         return
-    results = [run_hands_arm(seed, args.minutes, args.out, args.difficulty, args.threads) for seed in args.seeds]
+    results = [run_hands_arm(seed, args.minutes, args.out, args.difficulty, args.threads,
+                             pretrained_backbone="builtin" if args.warm_start else None) for seed in args.seeds]
     keys = ("err_2d_px", "pa_epe_mm", "epe_mm", "pa_auc", "z_rel_l1", "steps", "train_minutes")
     lines = ["# Hands world learnability", "", __doc__.split("\n\n")[1], "",
              f"Difficulty `{args.difficulty}`, {args.minutes:g} min per seed; test split, 1,000 images.", "",

@@ -35,3 +35,15 @@ def test_schedule_and_factor_table() -> None:
     assert all(v.shape == (12,) for v in factors.values())
     table = error_by_factor(torch.arange(12.0), factors)
     assert table.count("\n") == len(factors) + 1
+
+
+def test_warm_start_loads_the_shipped_encoder() -> None:
+    from benchmarks.learnability_hands import build_model
+    from safetensors.torch import load_file
+
+    from distill3d.weights import builtin_encoder_weights
+
+    model = build_model(pretrained_backbone="builtin")
+    shipped = load_file(str(builtin_encoder_weights("resnet18", 32)))
+    assert torch.allclose(model.encoder.conv1.weight, shipped["conv1.weight"].float())
+    assert not torch.allclose(build_model().encoder.conv1.weight, shipped["conv1.weight"].float())
