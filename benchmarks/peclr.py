@@ -55,9 +55,14 @@ METHODS = ("supervised only", "SimCLR + fine-tune", "PeCLR + fine-tune")
 ARM_NAMES = {"supervised only": "supervised", "SimCLR + fine-tune": "simclr", "PeCLR + fine-tune": "peclr"}
 
 
+WARM_START: list[str] = []
+"""Extra overrides of every run (``--warm-start`` adds ``options.pretrained_backbone=builtin``)."""
+
+
 def common_overrides(preset: Preset, seed: int, threads: int) -> list[str]:
-    return [f"seed={seed}", f"options.image_size={preset.image_size}", f"options.backbone_width={preset.width}",
-            f"train.threads={threads}", "options.data_seed=0", "options.difficulty=standard"]
+    return [*WARM_START, f"seed={seed}", f"options.image_size={preset.image_size}",
+            f"options.backbone_width={preset.width}", f"train.threads={threads}", "options.data_seed=0",
+            "options.difficulty=standard"]
 
 
 def pretrain(objective: str, preset: Preset, seed: int, threads: int, runs: Path) -> Path:
@@ -150,10 +155,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds to run (default 0 1 2; quick: 0 1), e.g. --seeds 1 to rerun one seed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the report, JSON and PNG")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="every arm's encoder starts from the shipped shapes-classification weights")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
     args = parser.parse_args()
     preset = QUICK if args.quick else FULL
+    if args.warm_start:
+        WARM_START.append("options.pretrained_backbone=builtin")
     seeds = args.seeds if args.seeds is not None else list(range(preset.seeds))
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -192,7 +201,9 @@ def main() -> None:
              f"{preset.finetune_steps}+ steps of batch {preset.finetune_batch} for every run (full fine-tuning, "
              f"integral heat-map head, L1(uv) + 5·L1(z_rel) + 0.5·heat-map CE; root depth fitted to all bones). "
              f"World preset `standard`. Test split: {preset.test} images; {len(seeds)} seeds (pre-training and "
-             "fine-tuning both re-seeded; the data are the same for all seeds). Mean ± sample std over seeds.",
+             "fine-tuning both re-seeded; the data are the same for all seeds). Mean ± sample std over seeds."
+             + (" Every encoder starts from the shipped shapes-classification weights (`--warm-start`)."
+                if args.warm_start else ""),
              ""]
     for fraction in preset.fractions:
         n_train = results[(fraction, METHODS[0])][0]["n_train"]

@@ -213,3 +213,14 @@ def test_finetune_heads_train_and_lift_with_either_root(head: str) -> None:
         assert xyz.shape == (4, 21, 3) and uv.shape == (4, 21, 2) and torch.isfinite(xyz).all()
         depth = xyz[:, 9, 2] / batch["scale"].double()
         assert float(depth.min()) >= 3.9 and float(depth.max()) <= 50.1  # the clamp (+ the root joint's own z_rel)
+
+
+def test_pretrained_backbone_warm_starts_the_encoder() -> None:
+    from safetensors.torch import load_file
+
+    from distill3d.weights import builtin_encoder_weights
+
+    shipped = load_file(str(builtin_encoder_weights("resnet18", 32)))
+    for stage in ("pretrain", "finetune"):
+        model = build_task(Options(stage=stage, pretrained_backbone="builtin"), 0).build_model()
+        assert torch.allclose(model.encoder.layer1[0].conv1.weight, shipped["layer1.0.conv1.weight"].float())

@@ -109,7 +109,7 @@ def _load_finetuned(checkpoint: str | Path | dict[str, Any]) -> tuple[torch.nn.M
     head_weight = state["model"].get("head.weight")
     head = "linear" if head_weight is not None and head_weight.dim() == 2 else "heatmap"  # older runs: linear
     options = validate_section(Options, {**config["options"], "head": head, "pretrained_checkpoint": None,
-                                         "imagenet_checkpoint": None}, "options")
+                                         "imagenet_checkpoint": None, "pretrained_backbone": None}, "options")
     model = FinetuneTask(options, int(config.get("seed", 0))).build_model()
     model.load_state_dict(state["model"])
     return model.eval(), options

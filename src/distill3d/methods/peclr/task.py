@@ -72,6 +72,10 @@ class Options(BaseModel):
     backbone_width: int = Field(32, gt=0, description="channels of the first ResNet stage (64 = torchvision)")
     small_input_stem: bool = False
     imagenet_checkpoint: Path | None = Field(None, description="torchvision ResNet state dict to start from")
+    pretrained_backbone: str | None = Field(
+        None, description="generic warm start of the encoder: 'builtin' (shipped shapes-classification weights, "
+        "distill3d.weights) or a safetensors file; the PeCLR/SimCLR pre-training and the supervised-only "
+        "baseline then all start from it")
     projection_hidden: int = Field(512, gt=0)
     projection_dim: int = Field(128, gt=0, description="even: read as projection_dim/2 points in the plane")
     # pre-training
@@ -124,9 +128,17 @@ def normalise_images(images: torch.Tensor) -> torch.Tensor:
 
 
 def build_encoder(options: Options) -> ResNet:
+    """The ResNet encoder, started from ``imagenet_checkpoint`` (torchvision) or ``pretrained_backbone``
+    (safetensors) when given."""
     encoder = ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
     if options.imagenet_checkpoint is not None:
         load_torchvision_state_dict(encoder, options.imagenet_checkpoint)
+    if options.pretrained_backbone is not None:
+        from distill3d.models.resnet import load_encoder_weights
+        from distill3d.weights import resolve_encoder_weights
+
+        load_encoder_weights(encoder, resolve_encoder_weights(options.pretrained_backbone, options.backbone,
+                                                              options.backbone_width))
     return encoder
 
 
