@@ -111,11 +111,20 @@ class ResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Dense features of the four stages for detection / dense heads: (B, 3, H, W) →
+        [(B, C, H/4, W/4), (B, 2C, H/8, W/8), (B, 4C, H/16, W/16), (B, 8C, H/32, W/32)] (C = base width × expansion;
+        strides halve with ``small_input``)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        maps = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            maps.append(x)
+        return maps
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → pooled features (B, feature_dim)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        return torch.flatten(self.avgpool(self.feature_maps(images)[-1]), 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(images))
