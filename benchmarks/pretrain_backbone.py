@@ -30,6 +30,7 @@ from distill3d.data.cache import MaterializedDataset
 from distill3d.data.worlds.shapes import CATEGORIES, SEEN_CATEGORIES, ShapesViewpointDataset
 from distill3d.engine.checkpoint import load_checkpoint
 from distill3d.engine.config import TrainConfig
+from distill3d.engine.task import TaskBase
 from distill3d.engine.trainer import Trainer
 from distill3d.models.resnet import ResNet, save_encoder_weights
 
@@ -37,7 +38,7 @@ DATA_SEED = 1000
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "distill3d" / "weights" / "shapes_resnet18_w32.safetensors"
 
 
-class SeenCategoryClassification:
+class SeenCategoryClassification(TaskBase):
     """Engine task: images of the seen categories → category (12-way, labels re-indexed in SEEN order)."""
 
     def __init__(self, train_size: int, val_size: int, width: int) -> None:

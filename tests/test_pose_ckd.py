@@ -311,8 +311,8 @@ def test_frozen_teacher_and_random_draws_follow_the_batch_device() -> None:
     options = tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none")
     task = build_task(options, seed=0)
     task.teacher = build_teacher(options)
-    moved = task._teacher_on(torch.device("meta"))
-    assert all(p.device.type == "meta" for p in moved.parameters())
+    task.setup(torch.device("meta"), None)
+    assert all(p.device.type == "meta" for p in task.teacher.parameters())
     images = torch.rand(4, 3, 16, 16, device="meta")
     from distill3d.data.augment import geometric_viewpoint_augmentation
 

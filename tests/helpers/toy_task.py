@@ -9,8 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from distill3d.engine.task import TaskBase
 
-class ToyRegressionTask:
+
+class ToyRegressionTask(TaskBase):
     """y = sin(x·w) + noise; an MLP with dropout (so RNG state matters for exact resume)."""
 
     def __init__(self, n: int = 256, dim: int = 8, dropout: float = 0.1, nan_at_step: int | None = None) -> None:

@@ -160,7 +160,7 @@ def evaluate_checkpoint(run_or_checkpoint: Path) -> dict[str, dict[str, float]]:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise Distill3dError(f"{path}: weights do not fit the model of its config ({first})") from None
     trainer = Trainer(run_config.train, path.parent, seed=run_config.seed, progress=False)
-    splits = task.test_sets() if hasattr(task, "test_sets") else {"val": task.val_set()}
+    splits = task.test_sets()
     return {name: trainer.evaluate(task, model, dataset) for name, dataset in splits.items() if dataset is not None}
 
 

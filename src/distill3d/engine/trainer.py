@@ -51,8 +51,9 @@ class FitResult:
     step_losses: list[float] = field(default_factory=list)
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    if not params:
+def build_optimizer(params: list[dict[str, Any]] | list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """The configured optimiser over parameters or parameter groups (dicts with ``params`` and per-group options)."""
+    if not params or all(isinstance(g, dict) and not g["params"] for g in params):
         raise Distill3dError("the model has no trainable parameters")
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -130,7 +131,7 @@ class Trainer:
             return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _loader(self, dataset: Any, sampler: Any, batch_size: int) -> DataLoader:
+    def _loader(self, task: Task, dataset: Any, sampler: Any, batch_size: int) -> DataLoader:
         """Training loader (with the distributed sampler, full batches only) or, without sampler, in order."""
         return DataLoader(
             dataset,
@@ -140,7 +141,7 @@ class Trainer:
             drop_last=sampler is not None,
             num_workers=self.cfg.num_workers,
             persistent_workers=False,
-            collate_fn=getattr(dataset, "collate", None),
+            collate_fn=task.collate,
         )
 
     def _state(self, model: nn.Module, optimizer: Any, scheduler: Any, epoch: int, step: int,
@@ -174,6 +175,7 @@ class Trainer:
             )
         torch.manual_seed(self.seed)
         model = task.build_model().to(dist_info.device)
+        task.setup(dist_info.device, dist_info)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         train_set, val_set = task.train_set(), task.val_set()
@@ -189,11 +191,10 @@ class Trainer:
             seed=self.seed, drop_last=True,
         )
         per_rank_batch = cfg.batch_size // dist_info.world_size
-        train_loader = self._loader(train_set, sampler, per_rank_batch)
+        train_loader = self._loader(task, train_set, sampler, per_rank_batch)
         steps_per_epoch = len(sampler) // per_rank_batch
         total_steps = steps_per_epoch * cfg.epochs
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, cfg.optimizer)
+        optimizer = build_optimizer(task.parameter_groups(model), cfg.optimizer)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, total_steps, steps_per_epoch, cfg.schedule)
         )
@@ -332,6 +333,7 @@ class Trainer:
                 )
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            task.before_optimizer_step(model, optimizer, step)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -372,7 +374,8 @@ class Trainer:
     def evaluate(self, task: Task, model: nn.Module, dataset: Any, max_batches: int | None = None) -> dict[str, float]:
         """Run ``task.evaluate`` on ``dataset`` (its first ``max_batches`` batches when given) with the model in
         eval mode, no gradients."""
-        loader = self._loader(dataset, None, self.cfg.batch_size)
+        task.setup(self.dist.device, self.dist)
+        loader = self._loader(task, dataset, None, self.cfg.batch_size)
         batches = loader if max_batches is None else _limited(loader, max_batches)
         was_training = model.training
         model.eval()

@@ -38,6 +38,7 @@ from distill3d.data.augment import geometric_viewpoint_augmentation, photometric
 from distill3d.data.cache import MaterializedDataset
 from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.shapes import SEEN_CATEGORIES, UNSEEN_CATEGORIES, ShapesViewpointDataset
+from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry.rotations import rotation_z
 from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, logit_kd_loss
@@ -159,7 +160,7 @@ def rotate_shapes_in_azimuth(points: torch.Tensor, viewpoint: torch.Tensor,
     return rotated, torch.cat([azimuth[:, None], viewpoint[:, 1:]], dim=1)
 
 
-class PoseCKDTask:
+class PoseCKDTask(TaskBase):
     """The engine's :class:`~distill3d.engine.task.Task` for both stages."""
 
     def __init__(self, options: Options, seed: int) -> None:
@@ -277,7 +278,7 @@ class PoseCKDTask:
         loss = o.task_weight * task
         if self.teacher is not None and (o.logit_weight > 0 or o.representation != "none"):
             with torch.no_grad():
-                teacher_heads, _, teacher_projected = self._teacher_on(images.device)(images, points)
+                teacher_heads, _, teacher_projected = self.teacher(images, points)
             if o.logit_weight > 0:
                 logit = sum(logit_kd_loss(heads[k].float(), teacher_heads[k].float(), o.kd_temperature)
                             for k in heads)
@@ -289,12 +290,10 @@ class PoseCKDTask:
                 out["representation_kd"] = representation
         return {"loss": loss, **out}
 
-    def _teacher_on(self, device: torch.device) -> PoseTeacher:
-        """The frozen teacher, moved once to the device the batches are on."""
-        assert self.teacher is not None
-        if next(self.teacher.parameters()).device != device:
+    def setup(self, device: torch.device, dist: Any) -> None:
+        """The frozen teacher lives on the task, not in the trained model: move it to the training device."""
+        if self.teacher is not None:
             self.teacher.to(device)
-        return self.teacher
 
     def _representation_loss(self, model: nn.Module, student: torch.Tensor, teacher: torch.Tensor,
                              index: torch.Tensor) -> torch.Tensor | None:

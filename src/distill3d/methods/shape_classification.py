@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesPointCloudDataset
+from distill3d.engine.task import TaskBase
 from distill3d.metrics.shapes import mean_class_accuracy, overall_accuracy
 from distill3d.models.pointnet import PointNetClassifier
 
@@ -40,7 +41,7 @@ class Options(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
-class ShapeClassificationTask:
+class ShapeClassificationTask(TaskBase):
     """The engine's :class:`~distill3d.engine.task.Task` for this method."""
 
     def __init__(self, options: Options, seed: int) -> None:

@@ -24,6 +24,7 @@ from distill3d.data.hand_augment import (
 from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, HandsDataset
 from distill3d.engine.distributed import all_gather_with_grad
+from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
 from distill3d.losses.contrastive import NTXentLoss
@@ -203,7 +204,7 @@ class _HandData:
 
 
 # ------------------------------------------------------------------------------------------- pre-training
-class PretrainTask:
+class PretrainTask(TaskBase):
     """Contrastive pre-training: two views per image, PeCLR (equivariant) or SimCLR (invariant) NT-Xent."""
 
     def __init__(self, options: Options, seed: int) -> None:
@@ -284,7 +285,7 @@ def load_pretrained_encoder(encoder: ResNet, path: Path, options: Options) -> Pa
     return checkpoint
 
 
-class FinetuneTask:
+class FinetuneTask(TaskBase):
     """Supervised 2.5D hand pose: ``L = L1(uv) + α·L1(z_rel)`` (+ β·heat-map CE for the heat-map head) on an
     (optionally pre-trained) encoder."""
 
