@@ -136,6 +136,16 @@ def test_teacher_then_students_end_to_end(tmp_path: Path) -> None:
         assert "acc_pi6" in metrics
     baseline = tiny_options(stage="student", task_weight=1.0, logit_weight=0.0, representation="none")
     assert "acc_pi6" in fit(baseline, tmp_path / "baseline")
+    # a distilled student's run is self-contained: moved elsewhere, with its teacher gone, it still evaluates
+    import shutil
+
+    from distill3d.cli.main import evaluate_checkpoint
+
+    moved = tmp_path / "elsewhere" / "student"
+    shutil.copytree(tmp_path / "student_kl", moved)
+    shutil.rmtree(tmp_path / "teacher")
+    results = evaluate_checkpoint(moved)
+    assert set(results) == {"test_seen", "test_unseen"}
 
 
 def test_distilled_student_needs_a_teacher() -> None:
@@ -274,13 +284,20 @@ def test_pretrained_backbone_loads_the_shipped_weights_and_names_bad_files(tmp_p
     from distill3d.weights import builtin_encoder_weights
 
     shipped = builtin_encoder_weights("resnet18", 32)
-    encoder = build_image_encoder(Options(pretrained_backbone="builtin"), load_pretrained=True)
-    reference = ResNet("resnet18", 0, 32)
-    load_encoder_weights(reference, shipped)
-    for (name, a), b in zip(encoder.state_dict().items(), reference.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    assert not torch.equal(build_image_encoder(Options(pretrained_backbone="builtin")).conv1.weight,
-                           encoder.conv1.weight)  # rebuilding an architecture does not load weights
+    for stage in ("teacher", "student"):
+        options = Options(stage=stage, pretrained_backbone="builtin", task_weight=1.0, logit_weight=0.0,
+                          representation="none")
+        task = build_task(options, 0)
+        model = task.build_model()
+        encoder = model.image_encoder if stage == "teacher" else model.student.image_encoder
+        random_init = encoder.conv1.weight.clone()
+        task.warm_start(model)
+        reference = ResNet("resnet18", 0, 32)
+        load_encoder_weights(reference, shipped)
+        for (name, a), b in zip(encoder.state_dict().items(), reference.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+        assert not torch.equal(build_image_encoder(options).conv1.weight, encoder.conv1.weight)
+        assert not torch.equal(random_init, encoder.conv1.weight)  # building alone loads nothing
     narrow = tmp_path / "narrow.safetensors"
     save_encoder_weights(ResNet("resnet18", 0, 8), narrow)
     with pytest.raises(Distill3dError, match=r"narrow\.safetensors"):

@@ -4,7 +4,8 @@ The engine knows no method, dataset or paper: a method hands it a :class:`Task`,
 protocol lists everything the engine may call; :class:`TaskBase` gives every optional part its default, so a
 method writes only what it changes. The order of calls in :class:`~distill3d.engine.trainer.Trainer`::
 
-    model = task.build_model()                  # architecture only (plus a warm start at training time)
+    model = task.build_model()                  # architecture only
+    task.warm_start(model)                      # pre-trained weights: a fresh training run only (not resume/eval)
     task.setup(device, dist)                    # move frozen teachers / cached knowledge to the device
     optimizer(task.parameter_groups(model))     # what is trained, with per-group options
     for batch in DataLoader(task.train_set(), collate_fn=task.collate):
@@ -32,8 +33,10 @@ from torch.utils.data import default_collate as _default_collate
 class Task(Protocol):
     """What the :class:`~distill3d.engine.trainer.Trainer` needs from a method.
 
-    - ``build_model()``: the module whose parameters are trained (frozen parts, e.g. a teacher, may live
-      inside it with ``requires_grad=False``, or on the task object itself).
+    - ``build_model()``: the architecture whose parameters are trained (frozen parts, e.g. a teacher, may live
+      inside it with ``requires_grad=False``, or on the task object itself); it loads no weights and renders no
+      data, so rebuilding a trained run is cheap.
+    - ``warm_start(model)``: pre-trained weights for a fresh training run (never on resume or evaluation).
     - ``train_set()`` / ``val_set()`` / ``test_sets()``: map-style datasets; ``val_set`` may return ``None``.
     - ``collate(samples)``: a list of dataset items → one batch.
     - ``setup(device, dist)``: called once the device is known, before training or evaluation.
@@ -46,6 +49,8 @@ class Task(Protocol):
     """
 
     def build_model(self) -> nn.Module: ...
+
+    def warm_start(self, model: nn.Module) -> None: ...
 
     def train_set(self) -> Dataset: ...
 
@@ -67,8 +72,8 @@ class Task(Protocol):
 
 
 class TaskBase:
-    """Defaults of the optional parts of :class:`Task`: no validation or test splits, torch's default collate,
-    nothing to set up, every trainable parameter in one group, no gradient hook."""
+    """Defaults of the optional parts of :class:`Task`: no validation or test splits, torch's default collate, no
+    warm start, nothing to set up, every trainable parameter in one group, no gradient hook."""
 
     def val_set(self) -> Dataset | None:
         return None
@@ -80,6 +85,9 @@ class TaskBase:
 
     def collate(self, samples: list[Any]) -> Any:
         return _default_collate(samples)
+
+    def warm_start(self, model: nn.Module) -> None:
+        """Load pre-trained weights into a freshly built model (default: none)."""
 
     def setup(self, device: torch.device, dist: Any) -> None:
         """Move what the task holds outside the model (a frozen teacher, cached features) to ``device``."""

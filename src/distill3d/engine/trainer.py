@@ -174,7 +174,10 @@ class Trainer:
                 f"({dist_info.world_size})"
             )
         torch.manual_seed(self.seed)
-        model = task.build_model().to(dist_info.device)
+        model = task.build_model()
+        if not resume:
+            task.warm_start(model)
+        model = model.to(dist_info.device)
         task.setup(dist_info.device, dist_info)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)

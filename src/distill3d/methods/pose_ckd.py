@@ -118,22 +118,17 @@ class Options(BaseModel):
         return self
 
 
-def build_image_encoder(options: Options, load_pretrained: bool = False) -> ResNet:
-    """The ResNet image encoder; with ``load_pretrained`` and ``options.pretrained_backbone`` its weights are read
-    from that safetensors file (training start only: a trained run's checkpoint holds all weights)."""
-    encoder = ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
-    if load_pretrained and options.pretrained_backbone is not None:
-        load_encoder_weights(encoder, resolve_encoder_weights(options.pretrained_backbone, options.backbone,
-                                                              options.backbone_width))
-    return encoder
+def build_image_encoder(options: Options) -> ResNet:
+    """The ResNet image encoder (architecture only; :meth:`PoseCKDTask.warm_start` loads pre-trained weights)."""
+    return ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
 
 
-def build_teacher(options: Options, load_pretrained: bool = False) -> PoseTeacher:
-    return PoseTeacher(build_image_encoder(options, load_pretrained), options.shape_dim, options.feature_dim)
+def build_teacher(options: Options) -> PoseTeacher:
+    return PoseTeacher(build_image_encoder(options), options.shape_dim, options.feature_dim)
 
 
-def build_student(options: Options, load_pretrained: bool = False) -> PoseStudent:
-    return PoseStudent(build_image_encoder(options, load_pretrained), options.feature_dim)
+def build_student(options: Options) -> PoseStudent:
+    return PoseStudent(build_image_encoder(options), options.feature_dim)
 
 
 class StudentWithDistillers(nn.Module):
@@ -165,10 +160,22 @@ class PoseCKDTask(TaskBase):
 
     def __init__(self, options: Options, seed: int) -> None:
         self.options, self.seed = options, seed
-        self.teacher: PoseTeacher | None = None
-        if options.stage == "student" and options.teacher_checkpoint is not None:
-            self.teacher = load_teacher(options.teacher_checkpoint)
+        self.distills = options.stage == "student" and (options.logit_weight > 0 or options.representation != "none")
+        self._teacher: PoseTeacher | None = None
+        self._device = torch.device("cpu")
         self._datasets: dict[tuple[str, str], Dataset] = {}
+
+    @property
+    def teacher(self) -> PoseTeacher | None:
+        """The frozen stage-1 teacher of a distilled student, read from ``teacher_checkpoint`` when training first
+        needs it (evaluating, predicting or exporting a student never does) and kept on the training device."""
+        if self._teacher is None and self.distills and self.options.teacher_checkpoint is not None:
+            self._teacher = load_teacher(self.options.teacher_checkpoint).to(self._device)
+        return self._teacher
+
+    @teacher.setter
+    def teacher(self, teacher: PoseTeacher | None) -> None:
+        self._teacher = teacher if teacher is None else teacher.to(self._device)
 
     # ------------------------------------------------------------------------------------------- data
     def _materialize(self, source: Dataset, description: dict[str, Any]) -> Dataset:
@@ -228,12 +235,19 @@ class PoseCKDTask(TaskBase):
     def build_model(self) -> nn.Module:
         o = self.options
         if o.stage == "teacher":
-            return build_teacher(o, load_pretrained=True)
+            return build_teacher(o)
         crd = None
         if o.representation == "crd":
             crd = CRDLoss(o.feature_dim, o.feature_dim, len(self.train_set()), o.crd_embed_dim, o.crd_negatives,
                           o.crd_temperature, o.crd_momentum)
-        return StudentWithDistillers(build_student(o, load_pretrained=True), crd)
+        return StudentWithDistillers(build_student(o), crd)
+
+    def warm_start(self, model: nn.Module) -> None:
+        """Load ``options.pretrained_backbone`` into the image encoder of a freshly built model."""
+        o = self.options
+        if o.pretrained_backbone is not None:
+            encoder = model.image_encoder if isinstance(model, PoseTeacher) else model.student.image_encoder
+            load_encoder_weights(encoder, resolve_encoder_weights(o.pretrained_backbone, o.backbone, o.backbone_width))
 
     # ---------------------------------------------------------------------------------- augmentation
     def augment(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -276,7 +290,8 @@ class PoseCKDTask(TaskBase):
         task = viewpoint_task_loss(heads, viewpoint)
         out = {"task": task}
         loss = o.task_weight * task
-        if self.teacher is not None and (o.logit_weight > 0 or o.representation != "none"):
+        if self.distills:
+            assert self.teacher is not None  # Options require teacher_checkpoint when distilling
             with torch.no_grad():
                 teacher_heads, _, teacher_projected = self.teacher(images, points)
             if o.logit_weight > 0:
@@ -291,9 +306,10 @@ class PoseCKDTask(TaskBase):
         return {"loss": loss, **out}
 
     def setup(self, device: torch.device, dist: Any) -> None:
-        """The frozen teacher lives on the task, not in the trained model: move it to the training device."""
-        if self.teacher is not None:
-            self.teacher.to(device)
+        """The frozen teacher lives on the task, not in the trained model: it follows the training device."""
+        self._device = torch.device(device)
+        if self._teacher is not None:
+            self._teacher.to(self._device)
 
     def _representation_loss(self, model: nn.Module, student: torch.Tensor, teacher: torch.Tensor,
                              index: torch.Tensor) -> torch.Tensor | None:
