@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from distill3d.engine.checkpoint import load_checkpoint
+from distill3d.cli.methods import load_trained
 from distill3d.engine.config import TrainConfig, config_to_yaml
 from distill3d.engine.report import write_run_report
 from distill3d.engine.trainer import Trainer
@@ -26,8 +26,7 @@ def _train_pose_run(options, run_dir: Path, epochs: int, progress: bool) -> dict
                       config_dump=config.model_dump(mode="json"))
     trainer.fit(task)
     write_run_report(run_dir)
-    model = task.build_model()
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    model = load_trained(run_dir / "best.pt").model
     return {name: trainer.evaluate(task, model, data) for name, data in task.test_sets().items()}
 
 

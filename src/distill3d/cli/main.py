@@ -141,27 +141,13 @@ def train(
 # ------------------------------------------------------------------------------------------------- eval
 def evaluate_checkpoint(run_or_checkpoint: Path) -> dict[str, dict[str, float]]:
     """Rebuild the task of a checkpoint and evaluate it on every evaluation split it offers."""
-    from distill3d.cli.methods import load_method
-    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from distill3d.engine.config import RunConfig, validate_section
+    from distill3d.cli.methods import load_trained
     from distill3d.engine.trainer import Trainer
 
-    path = resolve_checkpoint(run_or_checkpoint)
-    state = load_checkpoint(path)
-    if "config" not in state or "model" not in state:
-        raise Distill3dError(f"{path}: checkpoint has no config/model (not written by distill3d train)")
-    run_config = validate_section(RunConfig, state["config"], "config")
-    method = load_method(run_config.method)
-    task = method.build_task(validate_section(method.Options, run_config.options, "options"), run_config.seed)
-    model = task.build_model()
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise Distill3dError(f"{path}: weights do not fit the model of its config ({first})") from None
-    trainer = Trainer(run_config.train, path.parent, seed=run_config.seed, progress=False)
-    splits = task.test_sets()
-    return {name: trainer.evaluate(task, model, dataset) for name, dataset in splits.items() if dataset is not None}
+    run = load_trained(run_or_checkpoint)
+    trainer = Trainer(run.config.train, run.checkpoint.parent, seed=run.config.seed, progress=False)
+    splits = run.task.test_sets()
+    return {name: trainer.evaluate(run.task, run.model, data) for name, data in splits.items() if data is not None}
 
 
 @app.command("eval")

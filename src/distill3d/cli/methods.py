@@ -13,11 +13,15 @@ This table is the only place that names them: no registry, no import-time side e
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from distill3d.errors import ConfigError
+from torch import nn
+
+from distill3d.errors import ConfigError, Distill3dError
 
 METHOD_MODULES: dict[str, str] = {
     "peclr": "distill3d.methods.peclr",
@@ -53,3 +57,37 @@ def resolve_config_path(config: str) -> Path:
     if config in recipes:
         return recipes[config]
     raise ConfigError(f"'{config}' is neither a config file nor a built-in recipe (recipes: {', '.join(recipes)})")
+
+
+@dataclass
+class TrainedRun:
+    """A trained run rebuilt from its checkpoint: the method's task, the model with the checkpoint's weights (eval
+    mode), the validated run config, the checkpoint file it came from and the epoch it was saved at."""
+
+    task: Any
+    model: nn.Module
+    config: Any
+    checkpoint: Path
+    epoch: int | None
+
+
+def load_trained(run_or_checkpoint: str | Path) -> TrainedRun:
+    """Rebuild a run folder (``best.pt``, else ``last.pt``) or checkpoint file: config → task → architecture →
+    weights. Nothing else is loaded (no pre-trained warm start, no teacher) and no data is rendered."""
+    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from distill3d.engine.config import RunConfig, validate_section
+
+    path = resolve_checkpoint(run_or_checkpoint)
+    state = load_checkpoint(path)
+    if "config" not in state or "model" not in state:
+        raise Distill3dError(f"{path}: checkpoint has no config/model (not written by distill3d train)")
+    config = validate_section(RunConfig, state["config"], "config")
+    method = load_method(config.method)
+    task = method.build_task(validate_section(method.Options, config.options, "options"), config.seed)
+    model = task.build_model()
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise Distill3dError(f"{path}: weights do not fit the model of its config ({first})") from None
+    return TrainedRun(task, model.eval(), config, path, state.get("epoch"))
