@@ -12,7 +12,8 @@
 
 Targets (issue #8), each in ≤ 15 min of 2-core CPU: shapes ≥ 80 % Acc@π/6 on seen test images; hands 2D error
 ≤ 3 px and PA-EPE ≤ 12 mm. Run: ``python -m benchmarks.learnability [--arms shapes hands] [--seeds 0 1 2]
-[--out DIR]``; writes ``learnability.md``, ``learnability.json`` and the learning curves.
+[--out DIR]``; writes ``learnability_<arm>.md`` per arm, ``learnability.json`` (arms of earlier runs that
+this run did not measure are kept) and the learning curves.
 """
 
 from __future__ import annotations
@@ -154,9 +155,23 @@ Target: ≥ {SHAPES_TARGET:.0f} % in ≤ 15 min. ![shapes learning curves](learn
 Targets: 2D error ≤ {HANDS_2D_TARGET:g} px and PA-EPE ≤ {HANDS_PA_TARGET:g} mm in ≤ 15 min. Curves:
 {", ".join(f"`hands_learning_curve_s{seed}.png`" for seed in args.seeds)}.
 """)
-    body = "# Learnability of the worlds\n\n" + __doc__.split("\n\n")[1] + "\n\n" + "\n".join(sections)
-    print(write_report("learnability", body, args.out))
-    print(write_results_json("learnability", arms, args.out))
+    for arm in ("shapes", "hands"):  # one report per arm: running one arm keeps the other's report
+        text = "".join(section for section in sections if section.startswith(f"## {arm.capitalize()}"))
+        if text:
+            print(write_report(f"learnability_{arm}", "# Learnability of the worlds\n\n" + text, args.out))
+    print(write_results_json("learnability", merge_arms(args.out / "learnability.json", arms), args.out))
+
+
+def merge_arms(path: Path, arms: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """The arms of a previous ``learnability.json`` that this run did not measure, plus this run's arms."""
+    import json
+
+    if not path.is_file():
+        return arms
+    previous = json.loads(path.read_text()).get("arms", {})
+    kept = {arm: {metric: value["per_seed"] for metric, value in metrics.items()}
+            for arm, metrics in previous.items() if arm.split("_")[0] not in {a.split("_")[0] for a in arms}}
+    return {**kept, **arms}
 
 
 if __name__ == "__main__":

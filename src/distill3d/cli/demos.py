@@ -59,4 +59,4 @@ def pose_ckd_demo(out_dir: Path, progress: bool = True, train_size: int = 12000,
     return ("Pose CKD quick preset: one seed, a small budget (the numbers are noisy).\n\n" + "\n".join(rows)
             + "\n\nThe best epoch of each run was chosen on the validation split of seen categories. Learning "
             "curves: `curves.png` and `report.md` in each run folder. Full benchmark (3 seeds, mean ± std): "
-            "benchmarks/results/pose_ckd.md; world learnability: benchmarks/results/learnability.md.\n")
+            "benchmarks/results/pose_ckd.md; world learnability: benchmarks/results/learnability_shapes.md.\n")
