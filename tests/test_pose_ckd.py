@@ -335,3 +335,10 @@ def test_frozen_teacher_and_random_draws_follow_the_batch_device() -> None:
 
     out, label, flip = geometric_viewpoint_augmentation(images, torch.rand(4, 3, device="meta"))
     assert out.device.type == label.device.type == flip.device.type == "meta"
+
+
+def test_paths_to_other_runs_are_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = Options(stage="student", teacher_checkpoint="runs/teacher")
+    assert options.teacher_checkpoint == tmp_path / "runs" / "teacher"
+    assert Options.model_validate(options.model_dump(mode="json")).teacher_checkpoint == options.teacher_checkpoint

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -106,6 +106,12 @@ class Options(BaseModel):
     crd_temperature: float = Field(0.07, gt=0)
     crd_momentum: float = Field(0.5, ge=0, lt=1)
     crd_embed_dim: int = Field(128, gt=0)
+
+    @field_validator("teacher_checkpoint", "data_root")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Paths to other runs and data are stored absolute, so a run's config.yaml works from any folder."""
+        return None if path is None else Path(path).expanduser().resolve()
 
     @model_validator(mode="after")
     def _check_teacher(self) -> Options:
