@@ -59,7 +59,8 @@ def run_shapes_arm(seed: int, epochs: int, train_size: int, warm_start: str | No
                          optimizer={"name": "adamw", "lr": lr, "weight_decay": 5e-4},
                          schedule={"name": "cosine", "warmup_epochs": 0.5}, monitor="val/acc_pi6")
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, run_dir, seed=seed, progress=False)
+        trainer = Trainer(config, run_dir, seed=seed, progress=False,
+                          config_dump={"method": "pose_ckd", "seed": seed, "options": options.model_dump(mode="json")})
         started = time.perf_counter()
         trainer.fit(task)
         minutes = (time.perf_counter() - started) / 60
@@ -106,10 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=["shapes", "hands"], choices=["shapes", "hands"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--shapes-epochs", type=int, default=6)
+    parser.add_argument("--shapes-epochs", type=int, default=3)
     parser.add_argument("--shapes-train-size", type=int, default=64000)
     parser.add_argument("--shapes-warm-start", default="builtin", choices=["builtin", "none"])
-    parser.add_argument("--hands-minutes", type=float, default=10.0)
+    parser.add_argument("--hands-minutes", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
