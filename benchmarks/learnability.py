@@ -159,7 +159,9 @@ Targets: 2D error ≤ {HANDS_2D_TARGET:g} px and PA-EPE ≤ {HANDS_PA_TARGET:g} 
     for arm in ("shapes", "hands"):  # one report per arm: running one arm keeps the other's report
         text = "".join(section for section in sections if section.startswith(f"## {arm.capitalize()}"))
         if text:
-            print(write_report(f"learnability_{arm}", "# Learnability of the worlds\n\n" + text, args.out))
+            intro = next(i for i in __doc__.split("\n* ") if i.startswith(f"``{arm}``")).split("\n\n")[0]
+            print(write_report(f"learnability_{arm}", f"# Learnability of the worlds\n\n* {intro.strip()}\n\n{text}",
+                               args.out))
     print(write_results_json("learnability", merge_arms(args.out / "learnability.json", arms), args.out))
 
 
