@@ -23,7 +23,8 @@ from distill3d.methods.peclr.equivariance import (
     transform_latent_points,
     undo_latent_transform,
 )
-from distill3d.methods.peclr.lars import LARSWrapper, install_lars, lars_scale_gradients
+from distill3d.methods.peclr.lars import lars_scale_gradients
+from distill3d.methods.peclr.task import PretrainTask
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 AUGMENTATIONS = ("rotate", "crop", "rotate+crop", "color_jitter")
@@ -98,23 +99,19 @@ def test_lars_scaling_formula_and_exclusions() -> None:
     torch.testing.assert_close(bias.grad, b0)  # 1-D parameters are excluded
 
 
-def test_lars_hook_acts_only_on_its_model() -> None:
-    ours, other = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
-    hook = install_lars(ours, eta=1e-9, weight_decay=0.0)  # tiny trust ratio: the weight barely moves
-    try:
-        for model in (ours, other):
-            optimizer = torch.optim.SGD(model.parameters(), lr=1.0, weight_decay=0.1)
-            before = model.weight.detach().clone()
-            model(torch.ones(2, 3)).sum().backward()
-            optimizer.step()
-            change = (model.weight - before).abs().max().item()
-            assert (change < 1e-6) if model is ours else (change > 1e-3)
-            assert optimizer.param_groups[0]["weight_decay"] == (0.0 if model is ours else 0.1)
-    finally:
-        hook.remove()
-    wrapped = LARSWrapper(torch.optim.Adam(other.parameters(), lr=1e-3), eta=0.02)
-    other(torch.ones(2, 3)).sum().backward()
-    wrapped.step()
+def test_lars_runs_in_the_task_hook_with_the_inner_weight_decay_off() -> None:
+    task = PretrainTask(Options(lars=True, lars_eta=1e-9, lars_weight_decay=0.0), 0)
+    model = torch.nn.Linear(3, 3)
+    groups = task.parameter_groups(model)
+    assert all(group["weight_decay"] == 0.0 for group in groups)
+    optimizer = torch.optim.SGD(groups, lr=1.0, weight_decay=0.1)
+    before = model.weight.detach().clone()
+    model(torch.ones(2, 3)).sum().backward()
+    task.before_optimizer_step(model, optimizer, 0)
+    optimizer.step()
+    assert (model.weight - before).abs().max().item() < 1e-6  # tiny trust ratio: the weight barely moves
+    plain = PretrainTask(Options(lars=False), 0)
+    assert plain.parameter_groups(model)[0].get("weight_decay") is None
 
 
 # ------------------------------------------------------------------------------------------ multi-process

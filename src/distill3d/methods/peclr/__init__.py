@@ -29,7 +29,7 @@ Data: the hands world (``dataset: hands``; unlabelled / labelled / val / test sp
 
 from distill3d.methods.peclr.demo import predict, predict_hand, run_demo, train_run
 from distill3d.methods.peclr.equivariance import canonicalise_projections
-from distill3d.methods.peclr.lars import LARSWrapper, install_lars
+from distill3d.methods.peclr.lars import lars_scale_gradients
 from distill3d.methods.peclr.task import (
     FinetuneTask,
     Options,
@@ -46,13 +46,12 @@ DESCRIPTION = "PeCLR (Spurr, Dahiya et al. 2021): equivariant contrastive pre-tr
 __all__ = [
     "DESCRIPTION",
     "FinetuneTask",
-    "LARSWrapper",
     "Options",
     "PretrainTask",
     "build_task",
     "canonicalise_projections",
     "evaluate_hand_pose",
-    "install_lars",
+    "lars_scale_gradients",
     "normalise_images",
     "predict",
     "predict_hand",

@@ -8,22 +8,18 @@ For every parameter with ≥ 2 dimensions (weights of convolutions and linear la
 and the inner optimiser runs with its own weight decay switched off (the decay is applied here, to
 weights only). 1-D parameters (biases, BN) keep their gradient and get no decay.
 
-The engine builds its optimiser from ``train.optimizer``; :func:`install_lars` turns that optimiser into a LARS
-one through a step pre-hook without touching the engine (see :class:`LARSHook`).
+The engine builds its optimiser from ``train.optimizer`` and the PeCLR task applies LARS in its
+``before_optimizer_step`` hook (the engine's contract), with the optimiser's own weight decay set to 0 in its
+parameter groups.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
-from typing import Any
 
 import torch
-from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
-from torch.utils.hooks import RemovableHandle
 
-__all__ = ["LARSHook", "LARSWrapper", "install_lars", "lars_scale_gradients"]
+__all__ = ["lars_scale_gradients"]
 
 
 @torch.no_grad()
@@ -43,61 +39,3 @@ def lars_scale_gradients(param_groups: Iterable[dict], eta: float = 0.02, weight
             if clip:
                 ratio = torch.clamp(ratio / lr, max=1.0)
             grad.add_(parameter, alpha=weight_decay).mul_(ratio)
-
-
-class LARSWrapper:
-    """``LARSWrapper(torch.optim.Adam(params, lr), eta=0.02, weight_decay=1e-6)``: ``step()`` rescales the
-    gradients, then steps the inner optimiser (whose own weight decay should be 0)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, eta: float = 0.02, weight_decay: float = 0.0,
-                 clip: bool = True, eps: float = 1e-8) -> None:
-        self.optimizer, self.eta, self.weight_decay, self.clip, self.eps = optimizer, eta, weight_decay, clip, eps
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure: Any = None) -> Any:
-        lars_scale_gradients(self.optimizer.param_groups, self.eta, self.weight_decay, self.clip, self.eps)
-        return self.optimizer.step(closure)
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state)
-
-
-class LARSHook:
-    """A global optimiser step pre-hook that applies LARS to the optimiser that trains ``model`` only.
-
-    It recognises that optimiser by its parameters (``model`` is held by a weak reference), sets the inner
-    weight decay to 0 and applies ``weight_decay`` itself. ``remove()`` uninstalls it.
-    """
-
-    def __init__(self, model: nn.Module, eta: float, weight_decay: float, clip: bool = True) -> None:
-        self._model = weakref.ref(model)
-        self._parameter_ids = {id(p) for p in model.parameters()}
-        self.eta, self.weight_decay, self.clip = eta, weight_decay, clip
-        self._handle: RemovableHandle = register_optimizer_step_pre_hook(self)
-
-    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._model() is None:  # the model is gone: stay inert (removing a hook while hooks run is an error)
-            return
-        first = next((p for g in optimizer.param_groups for p in g["params"]), None)
-        if first is None or id(first) not in self._parameter_ids:
-            return
-        for group in optimizer.param_groups:
-            group["weight_decay"] = 0.0
-        lars_scale_gradients(optimizer.param_groups, self.eta, self.weight_decay, self.clip)
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
-def install_lars(model: nn.Module, eta: float = 0.02, weight_decay: float = 1e-6, clip: bool = True) -> LARSHook:
-    """Make every optimiser that steps ``model``'s parameters a LARS-wrapped one (see :class:`LARSHook`)."""
-    return LARSHook(model, eta, weight_decay, clip)

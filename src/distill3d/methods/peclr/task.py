@@ -29,7 +29,7 @@ from distill3d.errors import Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
 from distill3d.losses.contrastive import NTXentLoss
 from distill3d.methods.peclr.equivariance import canonicalise_projections
-from distill3d.methods.peclr.lars import LARSHook, install_lars
+from distill3d.methods.peclr.lars import lars_scale_gradients
 from distill3d.metrics.hand import HandPoseResult, hand_pose_metrics
 from distill3d.models.hand_pose import (
     ContrastiveHandNet,
@@ -212,14 +212,21 @@ class PretrainTask(TaskBase):
         self.data = _HandData(options, seed)
         self.appearance = appearance_augmentation(options.appearance_strength)
         self.loss = NTXentLoss(options.temperature)
-        self._lars: LARSHook | None = None
 
     def build_model(self) -> nn.Module:
         o = self.options
-        model = ContrastiveHandNet(build_encoder(o), o.projection_hidden, o.projection_dim)
+        return ContrastiveHandNet(build_encoder(o), o.projection_hidden, o.projection_dim)
+
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """With LARS the inner optimiser's weight decay is off: LARS applies its own, to weights only."""
+        groups = super().parameter_groups(model)
+        return [{**group, "weight_decay": 0.0} for group in groups] if self.options.lars else groups
+
+    def before_optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+        """LARS (official: Adam + LARS): rescale the weights' gradients by their trust ratio before the step."""
+        o = self.options
         if o.lars:
-            self._lars = install_lars(model, o.lars_eta, o.lars_weight_decay)
-        return model
+            lars_scale_gradients(optimizer.param_groups, o.lars_eta, o.lars_weight_decay)
 
     def train_set(self) -> Dataset:
         return self.data.unlabelled()
