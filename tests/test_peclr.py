@@ -219,5 +219,8 @@ def test_pretrained_backbone_warm_starts_the_encoder() -> None:
 
     shipped = load_file(str(builtin_encoder_weights("resnet18", 32)))
     for stage in ("pretrain", "finetune"):
-        model = build_task(Options(stage=stage, pretrained_backbone="builtin"), 0).build_model()
+        task = build_task(Options(stage=stage, pretrained_backbone="builtin"), 0)
+        model = task.build_model()  # the architecture alone: nothing loaded
+        assert not torch.allclose(model.encoder.layer1[0].conv1.weight, shipped["layer1.0.conv1.weight"].float())
+        task.warm_start(model)
         assert torch.allclose(model.encoder.layer1[0].conv1.weight, shipped["layer1.0.conv1.weight"].float())

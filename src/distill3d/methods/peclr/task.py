@@ -129,9 +129,12 @@ def normalise_images(images: torch.Tensor) -> torch.Tensor:
 
 
 def build_encoder(options: Options) -> ResNet:
-    """The ResNet encoder, started from ``imagenet_checkpoint`` (torchvision) or ``pretrained_backbone``
-    (safetensors) when given."""
-    encoder = ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
+    """The ResNet encoder (architecture only; the tasks' ``warm_start`` loads weights into it)."""
+    return ResNet(options.backbone, 0, options.backbone_width, options.small_input_stem)
+
+
+def warm_start_encoder(encoder: ResNet, options: Options) -> None:
+    """Start the encoder from ``imagenet_checkpoint`` (torchvision) or ``pretrained_backbone`` (safetensors)."""
     if options.imagenet_checkpoint is not None:
         load_torchvision_state_dict(encoder, options.imagenet_checkpoint)
     if options.pretrained_backbone is not None:
@@ -140,7 +143,6 @@ def build_encoder(options: Options) -> ResNet:
 
         load_encoder_weights(encoder, resolve_encoder_weights(options.pretrained_backbone, options.backbone,
                                                               options.backbone_width))
-    return encoder
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -216,6 +218,9 @@ class PretrainTask(TaskBase):
     def build_model(self) -> nn.Module:
         o = self.options
         return ContrastiveHandNet(build_encoder(o), o.projection_hidden, o.projection_dim)
+
+    def warm_start(self, model: nn.Module) -> None:
+        warm_start_encoder(model.encoder, self.options)
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """With LARS the inner optimiser's weight decay is off: LARS applies its own, to weights only."""
@@ -304,11 +309,15 @@ class FinetuneTask(TaskBase):
     def build_model(self) -> Hand25DNet | Hand25DHeatmapNet:
         o = self.options
         encoder = build_encoder(o)
-        if o.pretrained_checkpoint is not None:
-            load_pretrained_encoder(encoder, o.pretrained_checkpoint, o)
         if o.head == "heatmap":
             return Hand25DHeatmapNet(encoder, o.image_size, freeze_encoder=o.freeze_encoder)
         return Hand25DNet(encoder, o.image_size, freeze_encoder=o.freeze_encoder)
+
+    def warm_start(self, model: nn.Module) -> None:
+        """Generic warm start, then the PeCLR / SimCLR pre-training checkpoint's encoder (when given)."""
+        warm_start_encoder(model.encoder, self.options)
+        if self.options.pretrained_checkpoint is not None:
+            load_pretrained_encoder(model.encoder, self.options.pretrained_checkpoint, self.options)
 
     def train_set(self) -> Dataset:
         return self.data.labelled()
