@@ -170,6 +170,10 @@ class PoseCKDTask(TaskBase):
         self._teacher: PoseTeacher | None = None
         self._device = torch.device("cpu")
         self._datasets: dict[tuple[str, str], Dataset] = {}
+        official = options.teacher_official_infonce  # stage 1: positive twice + target dropout 0.3 (official code)
+        self.teacher_contrast = InfoNCELoss(options.contrastive_temperature, duplicate_positive=official,
+                                            target_dropout=0.3 if official else 0.0)
+        self.student_contrast = InfoNCELoss(options.infonce_temperature)
 
     @property
     def teacher(self) -> PoseTeacher | None:
@@ -284,9 +288,7 @@ class PoseCKDTask(TaskBase):
         points, viewpoint = rotate_shapes_in_azimuth(points, viewpoint, delta)
         heads, fused, projected = model(images, points)
         task = viewpoint_task_loss(heads, viewpoint)
-        infonce = InfoNCELoss(o.contrastive_temperature, duplicate_positive=o.teacher_official_infonce,
-                              target_dropout=0.3 if o.teacher_official_infonce else 0.0)
-        contrast = infonce(projected.float(), fused.float())
+        contrast = self.teacher_contrast(projected.float(), fused.float())
         return {"loss": task + o.contrastive_weight * contrast, "task": task, "contrastive": contrast}
 
     def _student_step(self, model: nn.Module, images: torch.Tensor, viewpoint: torch.Tensor, points: torch.Tensor,
@@ -323,7 +325,7 @@ class PoseCKDTask(TaskBase):
         if o.representation == "kl":
             return logit_kd_loss(student, teacher, o.kd_temperature)
         if o.representation == "infonce":
-            return InfoNCELoss(o.infonce_temperature)(student, teacher)
+            return self.student_contrast(student, teacher)
         if o.representation == "crd":
             crd = (model.module if hasattr(model, "module") else model).crd
             return crd(student, teacher, index)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -104,6 +104,12 @@ class Options(BaseModel):
     finetune_augment: bool = True
     finetune_max_angle_deg: float = Field(30.0, ge=0)
     finetune_max_jitter: float = Field(0.05, ge=0, lt=0.5)
+
+    @field_validator("pretrained_checkpoint", "freihand_root", "imagenet_checkpoint")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Paths to other runs and data are stored absolute, so a run's config.yaml works from any folder."""
+        return None if path is None else Path(path).expanduser().resolve()
 
     @model_validator(mode="after")
     def _check(self) -> Options:
