@@ -49,25 +49,39 @@ def _from_storage(key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def collate_ragged(samples: Sequence[dict[str, torch.Tensor]], ragged_keys: Sequence[str]) -> dict[str, Any]:
+    """Stack the fixed-size entries of ``samples`` (B, ...); the ``ragged_keys`` entries (a different number of
+    rows per sample, e.g. one box per object) become lists of B tensors."""
+    return {key: [s[key] for s in samples] if key in ragged_keys else torch.stack([s[key] for s in samples])
+            for key in samples[0]}
+
+
 class MaterializedDataset(Dataset):
     """All samples of ``source`` as stacked tensors (keys in ``keys``), images stored as uint8.
 
     Served samples also carry ``index`` (their position in the dataset; contrastive memory banks use it).
+    Variable-length fields (``ragged_keys``: boxes, labels, … with one row per object) are stored as all
+    samples' rows concatenated plus offsets (``<key>.offsets`` (N + 1,)), so a frame's objects are one slice;
+    :meth:`batch` serves them as lists of tensors (see :func:`collate_ragged`).
 
     Args:
         source: a map-style dataset of dicts of tensors (generated on first use).
-        keys: the fields to keep.
+        keys: the fields to keep (fixed-size and ragged).
         description: what determines the samples (hashed into the cache file name); None = no disk cache.
         cache_dir: folder of the disk cache (default :func:`default_cache_dir`).
         num_workers: DataLoader workers used to generate.
         transform: optional per-batch function applied when serving (dict → dict).
+        ragged_keys: the fields of ``keys`` whose first dimension differs between samples.
     """
 
     def __init__(self, source: Dataset, keys: Sequence[str], description: dict[str, Any] | None = None,
                  cache_dir: str | Path | None = None, num_workers: int = 0, batch_size: int = 64,
                  progress: bool = True, transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-                 | None = None) -> None:
-        self.keys, self.transform = tuple(keys), transform
+                 | None = None, ragged_keys: Sequence[str] = ()) -> None:
+        self.keys, self.transform, self.ragged_keys = tuple(keys), transform, tuple(ragged_keys)
+        unknown = [k for k in self.ragged_keys if k not in self.keys]
+        if unknown:
+            raise ValueError(f"ragged_keys {unknown} are not among keys {self.keys}")
         path = None
         if description is not None:
             name = f"{description.get('world', 'data')}-{cache_key(description)}.pt"
@@ -80,29 +94,47 @@ class MaterializedDataset(Dataset):
                 buffer = io.BytesIO()
                 torch.save(self.tensors, buffer)
                 atomic_write_bytes(path, buffer.getvalue())
-        self.length = len(next(iter(self.tensors.values())))
+        fixed = [k for k in self.keys if k not in self.ragged_keys]
+        self.length = len(self.tensors[fixed[0]]) if fixed else len(self.tensors[f"{self.keys[0]}.offsets"]) - 1
         self.cache_path = path
 
     def _generate(self, source: Dataset, num_workers: int, batch_size: int, progress: bool,
                   description: dict[str, Any] | None) -> dict[str, torch.Tensor]:
-        loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
         chunks: dict[str, list[torch.Tensor]] = {k: [] for k in self.keys}
         label = "generating"
         if description:
             label += f" {description.get('world', 'data')}/{description.get('split', '')}"
         with tqdm(total=len(source), desc=label, unit="sample", disable=not progress, leave=False) as bar:
-            for batch in loader:
+            for samples in loader:
+                batch = collate_ragged(samples, self.ragged_keys)
                 for key in self.keys:
-                    chunks[key].append(_to_storage(key, batch[key]))
-                bar.update(len(batch[self.keys[0]]))
-        return {k: torch.cat(v) for k, v in chunks.items()}
+                    value = batch[key]
+                    if key in self.ragged_keys:
+                        chunks[key].extend(value)
+                    else:
+                        chunks[key].append(_to_storage(key, value))
+                bar.update(len(samples))
+        tensors = {k: torch.cat(v) for k, v in chunks.items()}
+        for key in self.ragged_keys:
+            lengths = torch.tensor([len(rows) for rows in chunks[key]], dtype=torch.int64)
+            tensors[f"{key}.offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        return tensors
 
     def __len__(self) -> int:
         return self.length
 
-    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+    def _rows(self, key: str, index: torch.Tensor) -> list[torch.Tensor]:
+        offsets, rows = self.tensors[f"{key}.offsets"], self.tensors[key]
+        return [rows[offsets[i]:offsets[i + 1]] for i in index.tolist()]
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, Any]:
+        """Samples ``indices`` stacked (B, ...), ragged fields as lists of B tensors, plus ``index`` (B,)."""
         index = torch.as_tensor(indices, dtype=torch.long)
-        out = {k: _from_storage(k, v[index]) for k, v in self.tensors.items()}
+        out: dict[str, Any] = {}
+        for key in self.keys:
+            ragged = key in self.ragged_keys
+            out[key] = self._rows(key, index) if ragged else _from_storage(key, self.tensors[key][index])
         out["index"] = index
         return self.transform(out) if self.transform is not None else out
 

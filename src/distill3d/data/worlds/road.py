@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from distill3d.data.cache import collate_ragged
 from distill3d.data.kitti_io import KittiCalib, KittiObjects, write_calib_file, write_label_file
 from distill3d.data.worlds.render import PrimitiveKind, Primitives, SceneBatch, render, rotation_from_z
 from distill3d.geometry.boxes3d import project_box3d_to_image, rotation_y_to_alpha
@@ -863,7 +864,9 @@ class RoadDataset(Dataset):
     depth estimate (one vectorised call per batch) included (``python -m distill3d.data.worlds.road``).
     """
 
-    _variable = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare")
+    #: per-object entries (a different number of rows per frame); cache them with
+    #: ``MaterializedDataset(..., ragged_keys=RoadDataset.ragged_keys)``.
+    ragged_keys = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare")
 
     def __init__(
         self,
@@ -916,11 +919,7 @@ class RoadDataset(Dataset):
     @staticmethod
     def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Stack fixed-size entries (B, ...); per-object entries become lists of B tensors."""
-        batch: dict[str, torch.Tensor | list[torch.Tensor]] = {}
-        for key in samples[0]:
-            values = [s[key] for s in samples]
-            batch[key] = values if key in RoadDataset._variable else torch.stack(values)
-        return batch
+        return collate_ragged(samples, RoadDataset.ragged_keys)
 
 
 # ----------------------------------------------------------------------------------------------------------
