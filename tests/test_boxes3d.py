@@ -123,7 +123,7 @@ def test_projection_reproduces_golden_label_boxes() -> None:
     labels = read_label_dir(shared_path("golden", "kitti_eval", "gt"))
     errors = []
     for objects in labels.values():
-        objects = objects.select(objects.type != "DontCare")
+        objects = objects.select(objects.name != "DontCare")
         _, boxes2d = project_box3d_to_image(objects.boxes3d(), P2, image_size=(1242, 375))
         errors.append(np.abs(boxes2d - objects.bbox).max(axis=1))
     errors = np.concatenate(errors)
@@ -134,7 +134,7 @@ def test_projection_reproduces_golden_label_boxes() -> None:
 def test_alpha_conversion_round_trip_and_golden_labels() -> None:
     labels = read_label_dir(shared_path("golden", "kitti_eval", "gt"))
     for objects in labels.values():
-        objects = objects.select(objects.type != "DontCare")
+        objects = objects.select(objects.name != "DontCare")
         alpha = rotation_y_to_alpha(objects.rotation_y, objects.location)
         assert np.all(np.abs(np.angle(np.exp(1j * (alpha - objects.alpha)))) < 0.02)
         back = alpha_to_rotation_y(alpha, objects.location)
@@ -260,7 +260,7 @@ def test_overlaps_match_mmdet3d_reference(folder: str) -> None:
             "bev": bev_iou(boxes3d_to_bev(dt.boxes3d()), boxes3d_to_bev(gt.boxes3d())),
             "3d": box3d_iou(dt.boxes3d(), gt.boxes3d()),
         }
-        real_objects = gt.type != "DontCare"  # the reference's BEV / 3D values for DontCare are meaningless
+        real_objects = gt.name != "DontCare"  # the reference's BEV / 3D values for DontCare are meaningless
         for kind, matrix in ours.items():
             expected = reference[f"{kind}_{frame_id}"]
             assert matrix.shape == expected.shape

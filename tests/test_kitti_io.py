@@ -10,7 +10,6 @@ import pytest
 from conftest import shared_path
 from distill3d.data.kitti_io import (
     KittiCalib,
-    KittiObjects,
     evaluate_kitti_dirs,
     read_calib_file,
     read_label_dir,
@@ -29,7 +28,7 @@ RESULT = (
 )
 
 
-def random_objects(rng: np.random.Generator, n: int, decimals: int, scores: bool) -> KittiObjects:
+def random_objects(rng: np.random.Generator, n: int, decimals: int, scores: bool) -> FrameAnnotations:
     """Objects whose values are already at the file precision (so a round trip must be exact)."""
 
     def values(low: float, high: float, *shape: int) -> np.ndarray:
@@ -38,8 +37,8 @@ def random_objects(rng: np.random.Generator, n: int, decimals: int, scores: bool
     corners = values(0, 1200, 4)
     bbox = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]), np.maximum(corners[:, :2], corners[:, 2:])], 1)
 
-    return KittiObjects(
-        type=rng.choice(["Car", "Pedestrian", "Cyclist", "DontCare"], size=n),
+    return FrameAnnotations(
+        name=rng.choice(["Car", "Pedestrian", "Cyclist", "DontCare"], size=n),
         truncated=np.round(rng.uniform(0, 1, n), 2),
         occluded=rng.integers(0, 4, n),
         alpha=values(-3, 3),
@@ -51,9 +50,9 @@ def random_objects(rng: np.random.Generator, n: int, decimals: int, scores: bool
     )
 
 
-def assert_objects_equal(a: KittiObjects, b: KittiObjects) -> None:
+def assert_objects_equal(a: FrameAnnotations, b: FrameAnnotations) -> None:
     assert len(a) == len(b)
-    np.testing.assert_array_equal(a.type, b.type)
+    np.testing.assert_array_equal(a.name, b.name)
     for name in ("truncated", "occluded", "alpha", "bbox", "dimensions", "location", "rotation_y", "score"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
@@ -65,12 +64,12 @@ def test_read_label_line_into_fields(tmp_path: Path) -> None:
     path = tmp_path / "000001.txt"
     path.write_text(LABEL + "\n")
     objects = read_label_file(path)
-    assert len(objects) == 1 and objects.type[0] == "Car" and objects.occluded.dtype == np.int64
+    assert len(objects) == 1 and objects.name[0] == "Car" and objects.occluded.dtype == np.int64
     np.testing.assert_array_equal(objects.bbox, [[587.01, 173.33, 614.12, 200.12]])
     np.testing.assert_array_equal(objects.dimensions, [[1.65, 1.67, 3.64]])  # h, w, l as in the file
     np.testing.assert_array_equal(objects.boxes3d(), [[-0.65, 1.71, 46.70, 1.65, 1.67, 3.64, -1.59]])
     assert np.isnan(objects.score).all() and not objects.has_scores
-    annotations = objects.to_eval_annotations()
+    annotations = objects
     assert isinstance(annotations, FrameAnnotations) and annotations.name[0] == "Car"
 
 
@@ -121,7 +120,7 @@ def test_write_rejects_ambiguous_or_unwritable_objects(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="NaN"):
         write_label_file(path, objects)
     objects.score[0] = 0.5
-    objects.type = np.array(["Car", "Big Car", "Van"])
+    objects.name = np.array(["Car", "Big Car", "Van"])
     with pytest.raises(ValueError, match="whitespace"):
         write_label_file(path, objects)
     assert path.read_text() == "keep me"
@@ -141,21 +140,21 @@ def test_real_kitti_labels() -> None:
     labels = read_label_dir(shared_path("data", "kitti", "training", "label_2"))
     assert list(labels) == [f"{i:06d}" for i in range(6)]
     first = labels["000000"]
-    assert len(first) == 1 and first.type[0] == "Pedestrian"
+    assert len(first) == 1 and first.name[0] == "Pedestrian"
     np.testing.assert_array_equal(first.location, [[1.84, 1.47, 8.41]])
     np.testing.assert_array_equal(first.bbox, [[712.40, 143.00, 810.73, 307.92]])
-    assert sum(int(np.sum(o.type == "DontCare")) for o in labels.values()) > 5
-    cars = labels["000001"].select(labels["000001"].type == "Car")
+    assert sum(int(np.sum(o.name == "DontCare")) for o in labels.values()) > 5
+    cars = labels["000001"].select(labels["000001"].name == "Car")
     assert len(cars) == 1 and cars.occluded[0] == 0
 
 
 def test_selection_and_construction() -> None:
     objects = random_objects(np.random.default_rng(2), 6, decimals=2, scores=False)
-    mask = objects.type != "DontCare"
+    mask = objects.name != "DontCare"
     chosen = objects.select(mask)
     assert len(chosen) == int(mask.sum())
     assert len(objects[1:3]) == 2 and len(objects[[0, 5]]) == 2 and len(objects[4]) == 1
-    built = KittiObjects.from_boxes3d(
+    built = FrameAnnotations.from_boxes3d(
         ["Car"], [[1.0, 1.5, 10.0, 1.5, 1.6, 4.0, 0.2]], [[0, 0, 10, 10]], [0.9]
     )
     assert built.occluded[0] == -1 and built.alpha[0] == pytest.approx(0.2 - np.arctan2(1.0, 10.0))
@@ -281,9 +280,9 @@ def test_evaluate_dirs_missing_result_file_means_no_detections(tmp_path: Path) -
     ids = ["000000", "000001", "000002", "000004"]
     gt = read_label_dir(root / "gt", ids)
     dt = read_label_dir(root / "det", ids, with_score=True)
-    dt["000002"] = KittiObjects.empty()
+    dt["000002"] = FrameAnnotations.empty()
     direct = evaluate_kitti(
-        [gt[i].to_eval_annotations() for i in ids], [dt[i].to_eval_annotations() for i in ids]
+        [gt[i] for i in ids], [dt[i] for i in ids]
     )
     assert from_dirs.to_dict() == direct.to_dict()
     np.testing.assert_array_equal(from_dirs.num_valid_gt, direct.num_valid_gt)

@@ -81,7 +81,7 @@ def check_label(path: Path) -> None:
         assert _finite(getattr(objects, name))
     assert np.all(np.isin(objects.occluded, [-1, 0, 1, 2, 3]))
     assert np.all(objects.bbox[:, 2] >= objects.bbox[:, 0]) and np.all(objects.bbox[:, 3] >= objects.bbox[:, 1])
-    real = objects.type != "DontCare"
+    real = objects.name != "DontCare"
     assert np.all(objects.dimensions[real] >= 0)
 
 

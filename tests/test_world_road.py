@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill3d.data.kitti_io import KittiObjects, evaluate_kitti_dirs, read_label_file, write_label_file
+from distill3d.data.kitti_io import FrameAnnotations, evaluate_kitti_dirs, read_label_file, write_label_file
 from distill3d.data.worlds.road import (
     CAMERA_HEIGHT,
     GROUND_INSTANCE,
@@ -154,8 +154,8 @@ def test_kitti_label_round_trip(exported: Path) -> None:
     for index in (0, 7, 31):
         read = read_label_file(exported / "training" / "label_2" / f"{index:06d}.txt")
         a = frames[index].annotations
-        objects = read.select(read.type != "DontCare")
-        assert objects.type.tolist() == a.category.tolist()
+        objects = read.select(read.name != "DontCare")
+        assert objects.name.tolist() == a.category.tolist()
         assert np.allclose(objects.boxes3d(), a.boxes3d, atol=0.005 + 1e-9)
         assert np.allclose(objects.bbox, a.boxes2d, atol=0.005 + 1e-9)
         assert np.array_equal(objects.occluded, a.occlusion)
@@ -171,8 +171,8 @@ def test_kitti_evaluation_of_the_ground_truth_against_itself_is_perfect(exported
     results = tmp_path / "results"
     for path in sorted(labels.glob("*.txt")):
         gt = read_label_file(path)
-        gt = gt.select(gt.type != "DontCare")
-        detections = KittiObjects.from_boxes3d(gt.type, gt.boxes3d(), gt.bbox, np.ones(len(gt)), gt.alpha)
+        gt = gt.select(gt.name != "DontCare")
+        detections = FrameAnnotations.from_boxes3d(gt.name, gt.boxes3d(), gt.bbox, np.ones(len(gt)), gt.alpha)
         write_label_file(results / path.name, detections, with_score=True)
     result = evaluate_kitti_dirs(labels, results, classes=("Car",), metrics=("bev", "3d"))
     assert result.num_valid_gt[0, 1] >= 40  # enough boxes for all 41 threshold slots

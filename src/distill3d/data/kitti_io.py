@@ -28,12 +28,11 @@ import numpy as np
 
 from distill3d.errors import DataFormatError, ShapeError
 from distill3d.files import atomic_write_text
-from distill3d.geometry.boxes3d import rotation_y_to_alpha
-from distill3d.metrics.kitti import METRICS, FrameAnnotations, KittiEvalResult, coerce_annotation_arrays, evaluate_kitti
+from distill3d.metrics.kitti import METRICS, FrameAnnotations, KittiEvalResult, evaluate_kitti
 
 __all__ = [
+    "FrameAnnotations",
     "KittiCalib",
-    "KittiObjects",
     "evaluate_kitti_dirs",
     "read_calib_file",
     "read_label_dir",
@@ -55,139 +54,6 @@ RESULT_COLUMNS = (*LABEL_COLUMNS, "score")
 # ----------------------------------------------------------------------------------------------------------
 # Objects
 # ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class KittiObjects:
-    """The objects of one KITTI label or result file, as numpy arrays (N = number of objects).
-
-    Attributes:
-        type: (N,) class names (str), e.g. "Car", "Pedestrian", "DontCare".
-        truncated: (N,) float, truncation in [0, 1] (-1 in DontCare rows and most result files).
-        occluded: (N,) int, 0 = fully visible .. 3 = unknown (-1 in DontCare rows / results).
-        alpha: (N,) float, observation angle in radians (-10 = unknown).
-        bbox: (N, 4) float, 2D box ``(x1, y1, x2, y2)`` in pixels.
-        dimensions: (N, 3) float, ``(h, w, l)`` in metres, the file's column order (which is also the size
-            order of :mod:`distill3d.geometry.boxes3d`; mmdetection3d / OpenPCDet readers reorder to l, h, w).
-        location: (N, 3) float, bottom centre ``(x, y, z)`` in rectified camera coordinates, metres.
-        rotation_y: (N,) float, yaw about the camera Y axis, radians.
-        score: (N,) float, detection score; NaN for label files (no score column).
-    """
-
-    type: np.ndarray
-    truncated: np.ndarray
-    occluded: np.ndarray
-    alpha: np.ndarray
-    bbox: np.ndarray
-    dimensions: np.ndarray
-    location: np.ndarray
-    rotation_y: np.ndarray
-    score: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.type = np.asarray(self.type, dtype=str).reshape(-1)
-        coerce_annotation_arrays(self, self.type.shape[0])
-
-    def __len__(self) -> int:
-        return int(self.type.shape[0])
-
-    def __getitem__(self, index: np.ndarray | slice | Sequence[int] | Sequence[bool]) -> KittiObjects:
-        """Select objects by boolean mask (N,), integer indices or slice; always returns KittiObjects."""
-        if isinstance(index, (int, np.integer)):
-            index = [int(index)]
-        return KittiObjects(
-            type=self.type[index],
-            truncated=self.truncated[index],
-            occluded=self.occluded[index],
-            alpha=self.alpha[index],
-            bbox=self.bbox[index],
-            dimensions=self.dimensions[index],
-            location=self.location[index],
-            rotation_y=self.rotation_y[index],
-            score=self.score[index],
-        )
-
-    def select(self, mask: np.ndarray) -> KittiObjects:
-        """Objects where ``mask`` (N,) bool is true."""
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (len(self),):
-            raise ShapeError(f"mask must have shape ({len(self)},), got {mask.shape}")
-        return self[mask]
-
-    @property
-    def has_scores(self) -> bool:
-        """True when every object has a finite score (a result file); False for labels (NaN scores)."""
-        return len(self) > 0 and bool(np.all(np.isfinite(self.score)))
-
-    def boxes3d(self) -> np.ndarray:
-        """(N, 7) float64 boxes ``(x, y, z, h, w, l, ry)`` (bottom centre, metres, radians)."""
-        return np.concatenate([self.location, self.dimensions, self.rotation_y[:, None]], axis=1)
-
-    def to_eval_annotations(self) -> FrameAnnotations:
-        """The :class:`distill3d.metrics.kitti.FrameAnnotations` the KITTI evaluation takes."""
-        return FrameAnnotations(
-            name=self.type,
-            truncated=self.truncated,
-            occluded=self.occluded,
-            alpha=self.alpha,
-            bbox=self.bbox,
-            dimensions=self.dimensions,
-            location=self.location,
-            rotation_y=self.rotation_y,
-            score=self.score,
-        )
-
-    @classmethod
-    def empty(cls) -> KittiObjects:
-        """No objects."""
-        zeros = np.zeros(0)
-        return cls(
-            np.zeros(0, dtype=str),
-            zeros,
-            np.zeros(0, np.int64),
-            zeros,
-            np.zeros((0, 4)),
-            np.zeros((0, 3)),
-            np.zeros((0, 3)),
-            zeros,
-            zeros,
-        )
-
-    @classmethod
-    def from_boxes3d(
-        cls,
-        type: Sequence[str] | np.ndarray,
-        boxes3d: np.ndarray,
-        bbox: np.ndarray,
-        score: np.ndarray | None = None,
-        alpha: np.ndarray | None = None,
-    ) -> KittiObjects:
-        """Objects (e.g. detections) from geometry arrays.
-
-        Args:
-            type: (N,) class names.
-            boxes3d: (N, 7) boxes ``(x, y, z, h, w, l, ry)``.
-            bbox: (N, 4) image boxes ``(x1, y1, x2, y2)`` in pixels.
-            score: (N,) scores, or None for labels (NaN).
-            alpha: (N,) observation angles; None computes ``ry - atan2(x, z)``.
-
-        Truncation and occlusion are set to -1 (unknown), as in KITTI result files.
-        """
-        boxes3d = np.asarray(boxes3d, dtype=np.float64).reshape(-1, 7)
-        n = boxes3d.shape[0]
-        if alpha is None:
-            alpha = rotation_y_to_alpha(boxes3d[:, 6], boxes3d[:, 0:3])
-        return cls(
-            type=np.asarray(type, dtype=str),
-            truncated=np.full(n, -1.0),
-            occluded=np.full(n, -1),
-            alpha=alpha,
-            bbox=np.asarray(bbox, dtype=np.float64).reshape(-1, 4),
-            dimensions=boxes3d[:, 3:6],
-            location=boxes3d[:, 0:3],
-            rotation_y=boxes3d[:, 6],
-            score=np.full(n, np.nan) if score is None else score,
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -243,7 +109,7 @@ def _check_object(path: Path, line: int, name: str, occluded: int, row: list[flo
         raise DataFormatError(path, f"3D box dimensions (h, w, l) must not be negative, got {dims}", line=line)
 
 
-def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObjects:
+def read_label_file(path: PathLike, with_score: bool | None = None) -> FrameAnnotations:
     """Read a KITTI label (15 columns) or result (16 columns, last = score) file.
 
     Args:
@@ -251,7 +117,7 @@ def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObje
         with_score: True requires 16 columns, False requires 15, None accepts either (the same for all lines).
 
     Returns:
-        :class:`KittiObjects`; ``score`` is NaN for label files.
+        :class:`FrameAnnotations`; ``score`` is NaN for label files.
 
     Raises:
         DataFormatError: missing file, wrong column count, non-numeric or non-finite value (naming the
@@ -285,11 +151,11 @@ def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObje
         )
         _check_object(path, line_number, tokens[0], occluded[-1], rows[-1])
     if not rows:
-        return KittiObjects.empty()
+        return FrameAnnotations.empty()
     values = np.array(rows, dtype=np.float64)  # columns: truncated, alpha, bbox(4), h w l, x y z, ry[, score]
     n = len(rows)
-    return KittiObjects(
-        type=np.array(names, dtype=str),
+    return FrameAnnotations(
+        name=np.array(names, dtype=str),
         truncated=values[:, 0],
         occluded=np.array(occluded, dtype=np.int64),
         alpha=values[:, 1],
@@ -301,7 +167,7 @@ def read_label_file(path: PathLike, with_score: bool | None = None) -> KittiObje
     )
 
 
-def _format_object(objects: KittiObjects, i: int, with_score: bool) -> str:
+def _format_object(objects: FrameAnnotations, i: int, with_score: bool) -> str:
     decimals = 4 if with_score else 2
     numbers = [
         objects.alpha[i],
@@ -313,10 +179,10 @@ def _format_object(objects: KittiObjects, i: int, with_score: bool) -> str:
     if with_score:
         numbers.append(objects.score[i])
     body = " ".join(f"{value:.{decimals}f}" for value in numbers)
-    return f"{objects.type[i]} {objects.truncated[i]:.2f} {int(objects.occluded[i])} {body}"
+    return f"{objects.name[i]} {objects.truncated[i]:.2f} {int(objects.occluded[i])} {body}"
 
 
-def write_label_file(path: PathLike, objects: KittiObjects, with_score: bool | None = None) -> None:
+def write_label_file(path: PathLike, objects: FrameAnnotations, with_score: bool | None = None) -> None:
     """Write objects as a KITTI label or result file, atomically (temporary file + ``os.replace``).
 
     Args:
@@ -335,7 +201,7 @@ def write_label_file(path: PathLike, objects: KittiObjects, with_score: bool | N
         with_score = bool(finite.any())
     if with_score and not finite.all():
         raise ValueError("cannot write a result file: some scores are NaN")
-    bad_names = [name for name in objects.type if not name or any(ch.isspace() for ch in name)]
+    bad_names = [name for name in objects.name if not name or any(ch.isspace() for ch in name)]
     if bad_names:
         raise ValueError(f"class names must be non-empty without whitespace, got {bad_names[:3]}")
     lines = [_format_object(objects, i, with_score) + "\n" for i in range(len(objects))]
@@ -356,7 +222,7 @@ def read_label_dir(
     ids: Iterable[str] | None = None,
     with_score: bool | None = None,
     missing_ok: bool = False,
-) -> dict[str, KittiObjects]:
+) -> dict[str, FrameAnnotations]:
     """Read ``{id}.txt`` label or result files of a folder.
 
     Args:
@@ -366,7 +232,7 @@ def read_label_dir(
         missing_ok: a missing file gives zero objects instead of an error (result folders).
 
     Returns:
-        ``{id: KittiObjects}`` in the order of ``ids``.
+        ``{id: FrameAnnotations}`` in the order of ``ids``.
     """
     directory = Path(directory)
     _require_directory(directory)
@@ -375,7 +241,7 @@ def read_label_dir(
     for frame_id in frame_ids:
         path = directory / f"{frame_id}.txt"
         if missing_ok and not path.exists():
-            objects[frame_id] = KittiObjects.empty()
+            objects[frame_id] = FrameAnnotations.empty()
         else:
             objects[frame_id] = read_label_file(path, with_score=with_score)
     return objects
@@ -612,8 +478,8 @@ def evaluate_kitti_dirs(
                       f"(e.g. {stray[0]}.txt)", stacklevel=2)
     results = read_label_dir(result_dir, ids, with_score=True, missing_ok=True)
     return evaluate_kitti(
-        [labels[i].to_eval_annotations() for i in ids],
-        [results[i].to_eval_annotations() for i in ids],
+        [labels[i] for i in ids],
+        [results[i] for i in ids],
         classes=classes,
         metrics=metrics,
     )

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from distill3d.errors import ShapeError
-from distill3d.geometry.boxes3d import bev_iou, box2d_ioa, box2d_iou, box3d_iou
+from distill3d.geometry.boxes3d import bev_iou, box2d_ioa, box2d_iou, box3d_iou, rotation_y_to_alpha
 
 __all__ = [
     "DIFFICULTIES",
@@ -86,13 +86,14 @@ ANNOTATION_ARRAYS: tuple[tuple[str, int | None, type], ...] = (
     ("rotation_y", None, np.float64),
     ("score", None, np.float64),
 )
+#: The fields of :class:`FrameAnnotations`, in KITTI file column order.
+FIELDS: tuple[str, ...] = ("name", *(attribute for attribute, _, _ in ANNOTATION_ARRAYS))
 
 
 def coerce_annotation_arrays(annotations: object, n: int) -> None:
     """Convert the per-object array attributes of ``annotations`` in place to (n,) / (n, k) float/int arrays.
 
-    Shared by :class:`FrameAnnotations` and ``distill3d.data.kitti_io.KittiObjects``; raises ShapeError naming
-    the class and attribute when a shape is wrong.
+    Used by :class:`FrameAnnotations`; raises ShapeError naming the class and attribute when a shape is wrong.
     """
     for attribute, columns, dtype in ANNOTATION_ARRAYS:
         value = np.asarray(getattr(annotations, attribute), dtype=dtype)
@@ -106,18 +107,22 @@ def coerce_annotation_arrays(annotations: object, n: int) -> None:
 
 @dataclass
 class FrameAnnotations:
-    """Ground-truth labels or detections of one image, as numpy arrays (N = number of objects).
+    """The objects of one image — ground-truth labels or detections — as numpy arrays (N = number of objects).
+
+    The library's one per-frame record for KITTI-style boxes: :mod:`distill3d.data.kitti_io` reads and writes label
+    and result files as it, the evaluation takes it, the road world exports it.
 
     Attributes:
-        name: (N,) class names (str), e.g. "Car", "DontCare".
-        truncated: (N,) truncation in [0, 1] (detections: any value, e.g. -1).
-        occluded: (N,) occlusion level 0..3 (int; detections: any value).
+        name: (N,) class names (str), e.g. "Car", "DontCare" (KITTI's "type" column).
+        truncated: (N,) truncation in [0, 1] (-1 in DontCare rows and result files).
+        occluded: (N,) occlusion level 0 = fully visible .. 3 = unknown (int; -1 in DontCare rows / results).
         alpha: (N,) observation angle in radians; ``-10`` means "unknown".
         bbox: (N, 4) 2D box ``(x1, y1, x2, y2)`` in pixels.
-        dimensions: (N, 3) ``(h, w, l)`` in metres (KITTI file order).
-        location: (N, 3) bottom centre ``(x, y, z)`` in camera coordinates, metres.
+        dimensions: (N, 3) ``(h, w, l)`` in metres (KITTI file order, also the size order of
+            :mod:`distill3d.geometry.boxes3d`; mmdetection3d / OpenPCDet readers reorder to l, h, w).
+        location: (N, 3) bottom centre ``(x, y, z)`` in rectified camera coordinates, metres.
         rotation_y: (N,) yaw about the camera Y axis, radians.
-        score: (N,) detection confidence (ignored for ground truth).
+        score: (N,) detection confidence; NaN for label files (no score column).
     """
 
     name: np.ndarray
@@ -137,21 +142,47 @@ class FrameAnnotations:
     def __len__(self) -> int:
         return int(self.name.shape[0])
 
+    def __getitem__(self, index: np.ndarray | slice | Sequence[int] | Sequence[bool] | int) -> FrameAnnotations:
+        """Select objects by boolean mask (N,), integer indices or slice; always returns FrameAnnotations."""
+        if isinstance(index, int | np.integer):
+            index = [int(index)]
+        return FrameAnnotations(**{field: getattr(self, field)[index] for field in FIELDS})
+
+    def select(self, mask: np.ndarray) -> FrameAnnotations:
+        """Objects where ``mask`` (N,) bool is true."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self),):
+            raise ShapeError(f"mask must have shape ({len(self)},), got {mask.shape}")
+        return self[mask]
+
+    @property
+    def has_scores(self) -> bool:
+        """True when every object has a finite score (a result file); False for labels (NaN scores)."""
+        return len(self) > 0 and bool(np.all(np.isfinite(self.score)))
+
     @classmethod
     def empty(cls) -> FrameAnnotations:
         """A frame without objects."""
         zeros = np.zeros(0)
-        return cls(
-            np.zeros(0, dtype=str),
-            zeros,
-            zeros,
-            zeros,
-            np.zeros((0, 4)),
-            np.zeros((0, 3)),
-            np.zeros((0, 3)),
-            zeros,
-            zeros,
-        )
+        return cls(np.zeros(0, dtype=str), zeros, np.zeros(0, np.int64), zeros, np.zeros((0, 4)), np.zeros((0, 3)),
+                   np.zeros((0, 3)), zeros, zeros)
+
+    @classmethod
+    def from_boxes3d(cls, name: Sequence[str] | np.ndarray, boxes3d: np.ndarray, bbox: np.ndarray,
+                     score: np.ndarray | None = None, alpha: np.ndarray | None = None) -> FrameAnnotations:
+        """Objects (e.g. detections) from geometry arrays: names (N,), boxes3d (N, 7) ``(x, y, z, h, w, l, ry)``,
+        bbox (N, 4) pixels, score (N,) or None for labels (NaN), alpha (N,) or None for ``ry − atan2(x, z)``.
+
+        Truncation and occlusion are set to -1 (unknown), as in KITTI result files.
+        """
+        boxes3d = np.asarray(boxes3d, dtype=np.float64).reshape(-1, 7)
+        n = boxes3d.shape[0]
+        if alpha is None:
+            alpha = rotation_y_to_alpha(boxes3d[:, 6], boxes3d[:, 0:3])
+        return cls(name=np.asarray(name, dtype=str), truncated=np.full(n, -1.0), occluded=np.full(n, -1),
+                   alpha=alpha, bbox=np.asarray(bbox, dtype=np.float64).reshape(-1, 4), dimensions=boxes3d[:, 3:6],
+                   location=boxes3d[:, 0:3], rotation_y=boxes3d[:, 6],
+                   score=np.full(n, np.nan) if score is None else score)
 
     def boxes3d(self) -> np.ndarray:
         """(N, 7) boxes ``(x, y, z, h, w, l, ry)`` in the :mod:`distill3d.geometry.boxes3d` convention."""

@@ -69,10 +69,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from distill3d.data.cache import collate_ragged
-from distill3d.data.kitti_io import KittiCalib, KittiObjects, write_calib_file, write_label_file
+from distill3d.data.kitti_io import KittiCalib, write_calib_file, write_label_file
 from distill3d.data.worlds.render import PrimitiveKind, Primitives, SceneBatch, render, rotation_from_z
 from distill3d.geometry.boxes3d import project_box3d_to_image, rotation_y_to_alpha
 from distill3d.geometry.camera import resize_intrinsics
+from distill3d.metrics.kitti import FIELDS, FrameAnnotations
 
 __all__ = [
     "CAMERA_HEIGHT",
@@ -550,10 +551,10 @@ class RoadAnnotations:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def to_kitti(self) -> KittiObjects:
+    def to_kitti(self) -> FrameAnnotations:
         """The objects plus DontCare rows, as written to ``label_2``."""
-        objects = KittiObjects(
-            type=self.category,
+        objects = FrameAnnotations(
+            name=self.category,
             truncated=self.truncation,
             occluded=self.occlusion,
             alpha=self.alpha,
@@ -564,8 +565,8 @@ class RoadAnnotations:
             score=np.full(len(self), np.nan),
         )
         m = len(self.dontcare)
-        dontcare = KittiObjects(
-            type=np.full(m, "DontCare"),
+        dontcare = FrameAnnotations(
+            name=np.full(m, "DontCare"),
             truncated=np.full(m, -1.0),
             occluded=np.full(m, -1),
             alpha=np.full(m, -10.0),
@@ -575,10 +576,9 @@ class RoadAnnotations:
             rotation_y=np.full(m, -10.0),
             score=np.full(m, np.nan),
         )
-        return KittiObjects(*(np.concatenate([getattr(objects, k), getattr(dontcare, k)]) for k in _KITTI_FIELDS))
+        return FrameAnnotations(*(np.concatenate([getattr(objects, k), getattr(dontcare, k)]) for k in FIELDS))
 
 
-_KITTI_FIELDS = ("type", "truncated", "occluded", "alpha", "bbox", "dimensions", "location", "rotation_y", "score")
 
 
 @dataclass
