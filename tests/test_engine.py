@@ -183,3 +183,17 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     w1 = load_checkpoint(tmp_path / "r1" / "last.pt")["model"]
     w2 = load_checkpoint(tmp_path / "r2" / "last.pt")["model"]
     assert all(torch.allclose(w1[k], w2[k], rtol=1e-5, atol=1e-6) for k in w1)
+
+
+def test_gather_with_grad_passes_gradcheck(tmp_path: Path) -> None:
+    """The custom autograd function of the global-negative gather, in a one-process gloo group."""
+    import torch.distributed as dist
+
+    from distill3d.engine.distributed import _GatherWithGrad
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(_GatherWithGrad.apply, (x,))
+    finally:
+        dist.destroy_process_group()
