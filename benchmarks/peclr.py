@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.common import RESULTS, write_report, write_results_json
-from distill3d.methods.peclr import evaluate_hand_pose, scaled_learning_rate, train_run
+from distill3d.cli.demos import train_recipe
+from distill3d.methods.peclr import evaluate_hand_pose, scaled_learning_rate
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def pretrain(objective: str, preset: Preset, seed: int, threads: int, runs: Path
     overrides = [*common_overrides(preset, seed, threads), f"options.unlabelled_size={preset.unlabelled}",
                  f"train.epochs={preset.pretrain_epochs}", f"train.batch_size={preset.pretrain_batch}",
                  f"train.optimizer.lr={lr}", f"train.schedule.warmup_epochs={min(1, preset.pretrain_epochs - 1)}"]
-    run_dir, _, _ = train_run(f"{objective}_pretrain", overrides, runs, f"{objective}-pretrain-s{seed}")
+    run_dir, _, _ = train_recipe(f"{objective}_pretrain", overrides, runs, f"{objective}-pretrain-s{seed}")
     return run_dir
 
 
@@ -86,7 +87,7 @@ def finetune(preset: Preset, fraction: float, seed: int, threads: int, runs: Pat
                  f"train.schedule.warmup_epochs={0.05 * epochs}"]
     if checkpoint is not None:
         overrides.append(f"options.pretrained_checkpoint={checkpoint}")
-    _, task, model = train_run("peclr_finetune", overrides, runs, name)
+    _, task, model = train_recipe("peclr_finetune", overrides, runs, name)
     loader = DataLoader(task.test_sets()["test"], batch_size=256, shuffle=False)
     result, uv_px = evaluate_hand_pose(model, loader, "bones")
     return {"pa_epe_mm": 1000 * result.pa_epe_mean, "epe_mm": 1000 * result.epe_mean, "pa_auc": result.pa_auc,

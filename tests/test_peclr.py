@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from conftest import shared_path
+from distill3d.cli.demos import train_recipe
 from distill3d.data.hand_augment import sample_geometric_params, transform_points
 from distill3d.errors import Distill3dError
 from distill3d.losses.contrastive import NTXentLoss
-from distill3d.methods.peclr import Options, build_task, canonicalise_projections, predict_hand, train_run
+from distill3d.methods.peclr import Options, build_task, canonicalise_projections, predict_hand
 from distill3d.methods.peclr.equivariance import (
     rotate_about_centroid,
     transform_latent_points,
@@ -149,12 +150,12 @@ TINY = ["options.image_size=32", "options.backbone_width=8", "train.precision=fp
 
 def test_tiny_pretrain_finetune_eval_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISTILL3D_CACHE", str(tmp_path / "cache"))
-    pre_dir, _, pre_model = train_run("demo_peclr_pretrain", [*TINY, "options.unlabelled_size=64", "train.epochs=1",
+    pre_dir, _, pre_model = train_recipe("demo_peclr_pretrain", [*TINY, "options.unlabelled_size=64", "train.epochs=1",
                                                               "train.batch_size=32"], tmp_path, "pre")
     assert (pre_dir / "last.pt").is_file()
     common = [*TINY, "options.labelled_size=64", "options.val_size=32", "options.test_size=32", "train.epochs=1",
               "train.batch_size=32"]
-    run_dir, task, model = train_run("demo_peclr_finetune", [*common, f"options.pretrained_checkpoint={pre_dir}",
+    run_dir, task, model = train_recipe("demo_peclr_finetune", [*common, f"options.pretrained_checkpoint={pre_dir}",
                                                              "options.freeze_encoder=true"], tmp_path, "ft")
     # frozen encoder: the fine-tuned encoder still holds the pre-trained weights
     for key, value in pre_model.encoder.state_dict().items():
@@ -168,7 +169,7 @@ def test_tiny_pretrain_finetune_eval_predict(tmp_path: Path, monkeypatch: pytest
     assert all(np.isfinite(v) for v in metrics.values()) and 0 <= metrics["pa_auc"] <= 1
     # a pre-training checkpoint is required for pretrained_checkpoint
     with pytest.raises(Distill3dError, match="not a peclr pre-training checkpoint"):
-        train_run("demo_peclr_finetune", [*common, f"options.pretrained_checkpoint={run_dir}"], tmp_path, "bad")
+        train_recipe("demo_peclr_finetune", [*common, f"options.pretrained_checkpoint={run_dir}"], tmp_path, "bad")
     # predict on a rendered image, and on FreiHAND demo crops with their K when ../shared is present
     from PIL import Image
 

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from distill3d.cli import demos
+from distill3d.cli.demos import DEMOS
 from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError, RunInterruptedError
 from distill3d.files import check_output_dir, check_output_file
 
@@ -327,13 +329,6 @@ def world_export(
     _echo(f"written: {export_world(name, out, n, seed, difficulty=difficulty)}")
 
 
-DEMOS: dict[str, str] = {
-    "peclr": "PeCLR: equivariant pre-training → 2.5D hand pose fine-tuning vs supervised only (≈3 min)",
-    "pose_ckd": "Pose CKD: teacher (image + shape), baseline and distilled image-only students (≈4 min)",
-    "shapes": "PointNet shape classification on the procedural shapes world (≈30 s)",
-}
-
-
 @app.command()
 def demo(
     name: Annotated[str, typer.Argument(help=f"which demo: {', '.join(DEMOS)}")] = "pose_ckd",
@@ -345,19 +340,7 @@ def demo(
         raise ConfigError(f"unknown demo '{name}' (known: {', '.join(DEMOS)})")
     check_output_dir(out_dir, "demo run folder")
     _echo(f"demo '{name}': {DEMOS[name]}")
-    if name == "shapes":
-        run_name = f"demo-shapes-{time.strftime('%Y%m%d-%H%M%S')}"
-        train("demo_shape_classification", [f"name={run_name}", f"out_dir={out_dir}"], None, progress)
-        _echo((out_dir / run_name / "report.md").read_text())
-        return
-    if name == "peclr":
-        from distill3d.methods.peclr import run_demo
-
-        _echo(run_demo(out_dir, progress))
-        return
-    from distill3d.cli import demos
-
-    _echo(demos.pose_ckd_demo(out_dir, progress))
+    _echo(demos.run_demo(name, out_dir, progress))
 
 
 def main(argv: list[str] | None = None) -> None:

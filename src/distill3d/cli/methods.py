@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from distill3d.errors import ConfigError, Distill3dError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 METHOD_MODULES: dict[str, str] = {
     "peclr": "distill3d.methods.peclr",

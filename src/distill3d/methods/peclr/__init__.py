@@ -27,7 +27,7 @@ Data: the hands world (``dataset: hands``; unlabelled / labelled / val / test sp
 (``dataset: freihand``, ``freihand_root``; :mod:`distill3d.data.freihand`, which also writes ``pred.json``).
 """
 
-from distill3d.methods.peclr.demo import predict, predict_hand, run_demo, train_run
+from distill3d.methods.peclr.demo import predict, predict_hand
 from distill3d.methods.peclr.equivariance import canonicalise_projections
 from distill3d.methods.peclr.lars import lars_scale_gradients
 from distill3d.methods.peclr.task import (
@@ -56,7 +56,5 @@ __all__ = [
     "predict",
     "predict_hand",
     "predict_xyz",
-    "run_demo",
     "scaled_learning_rate",
-    "train_run",
 ]

@@ -1,8 +1,7 @@
-"""The quick demo (pre-train → fine-tune → evaluate vs. supervised only) and single-image prediction."""
+"""Single-image prediction with a fine-tuned PeCLR model (the demo itself is in :mod:`distill3d.cli.demos`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,78 +18,14 @@ from distill3d.methods.peclr.task import (
     ROOT_DEPTH_RANGE,
     FinetuneTask,
     Options,
-    build_task,
-    evaluate_hand_pose,
     normalise_images,
 )
 from distill3d.viz import draw_hand_skeleton, save_image
 
-__all__ = ["predict_hand", "run_demo", "train_run"]
+__all__ = ["predict", "predict_hand"]
 
 DEFAULT_REFERENCE_BONE_M = 0.042
 """Reference bone (middle MCP → PIP) length assumed by :func:`predict_hand` when none is given (adult mean)."""
-
-
-def _recipe(name: str) -> Path:
-    return Path(__file__).resolve().parents[2] / "recipes" / f"{name}.yaml"
-
-
-def train_run(recipe: str | Path, overrides: Sequence[str], out_dir: Path, name: str,
-              progress: bool = False) -> tuple[Path, Any, torch.nn.Module]:
-    """Train one peclr run through the engine's :class:`~distill3d.engine.trainer.Trainer`.
-
-    ``recipe``: a YAML path or a built-in recipe name; ``overrides``: dotted ``key=value`` strings.
-    Returns (run folder, task, trained model).
-    """
-    from distill3d.engine.config import config_to_yaml, load_run_config, validate_section
-    from distill3d.engine.trainer import Trainer
-
-    path = Path(recipe) if Path(recipe).suffix == ".yaml" else _recipe(str(recipe))
-    config = load_run_config(path, [*overrides, f"name={name}", f"out_dir={out_dir}"])
-    options = validate_section(Options, config.options, "options")
-    task = build_task(options, config.seed)
-    run_dir = config.out_dir / name
-    trainer = Trainer(config.train, run_dir, seed=config.seed, config_yaml=config_to_yaml(config),
-                      config_dump=config.model_dump(mode="json"), progress=progress)
-    trainer.fit(task)
-    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
-
-    model = task.build_model()
-    model.load_state_dict(load_checkpoint(resolve_checkpoint(run_dir))["model"])
-    model.eval()
-    return run_dir, task, model
-
-
-def run_demo(out_dir: Path, progress: bool = True) -> str:
-    """``distill3d demo peclr``: brief PeCLR pre-training on unlabelled hands, fine-tuning on 500 labelled ones,
-    and the supervised-only baseline with the same fine-tuning budget; returns a markdown comparison table of
-    test-split metrics (about 2-3 minutes on 2 CPU cores)."""
-    out_dir = Path(out_dir)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    started = time.perf_counter()
-    pretrain_dir, _, _ = train_run("demo_peclr_pretrain", [], out_dir, f"demo-peclr-pretrain-{stamp}", progress)
-    rows = []
-    for label, extra in (("supervised only", []),
-                         ("PeCLR pre-train + fine-tune", [f"options.pretrained_checkpoint={pretrain_dir}"])):
-        name = f"demo-peclr-finetune-{'peclr' if extra else 'supervised'}-{stamp}"
-        run_dir, task, model = train_run("demo_peclr_finetune", extra, out_dir, name, progress)
-        assert isinstance(task, FinetuneTask)
-        test = task.test_sets()["test"]
-        result, uv_px = evaluate_hand_pose(model, _batches(test))
-        rows.append(f"| {label} | {1000 * result.pa_epe_mean:.2f} | {1000 * result.epe_mean:.2f} | "
-                    f"{result.pa_auc:.3f} | {result.auc:.3f} | {uv_px:.2f} | `{run_dir}` |")
-    minutes = (time.perf_counter() - started) / 60
-    return ("## PeCLR demo: hands world, 500 labelled images, test split (500)\n\n"
-            "| model | PA-EPE (mm) | EPE (mm) | AUC aligned | AUC unaligned | 2D error (px) | run |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
-            f"\n\nPre-training: `{pretrain_dir}`. One seed and a tiny budget ({minutes:.1f} min): differences "
-            "here are not significant; `python -m benchmarks.peclr` compares 3 seeds and two label budgets.\n")
-
-
-def _batches(dataset: Any, batch_size: int = 128):
-    from torch.utils.data import DataLoader
-
-    return iter(DataLoader(dataset, batch_size=batch_size, shuffle=False))
 
 
 def _load_finetuned(checkpoint: str | Path | dict[str, Any]) -> tuple[torch.nn.Module, Options]:
