@@ -14,7 +14,8 @@ from distill3d.data.worlds.shapes import build_object, render_viewpoints
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.trainer import Trainer
 from distill3d.geometry.rotations import geodesic_distance, rotation_z, viewpoint_to_matrix
-from distill3d.losses.viewpoint import ViewpointBins, flip_viewpoint, viewpoint_task_loss
+from distill3d.geometry.viewpoint_bins import ViewpointBins, flip_viewpoint
+from distill3d.losses.viewpoint import viewpoint_task_loss
 from distill3d.methods.pose_ckd import Options, build_task, rotate_shapes_in_azimuth
 
 

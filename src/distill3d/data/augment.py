@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill3d.geometry.rotations import canonical_azimuth
-from distill3d.losses.viewpoint import flip_viewpoint
+from distill3d.geometry.viewpoint_bins import flip_viewpoint
 
 
 def photometric_augmentation(brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5,

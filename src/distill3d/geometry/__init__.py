@@ -30,10 +30,12 @@ from distill3d.geometry.rotations import (
     rotation_z,
     viewpoint_to_matrix,
 )
+from distill3d.geometry.viewpoint_bins import ViewpointBins, flip_viewpoint
 from distill3d.geometry.visibility import point_visibility
 
 __all__ = [
     "FREIHAND_NORM_EPSILON",
+    "ViewpointBins",
     "align_similarity",
     "axis_angle_to_rotation_matrix",
     "backproject",
@@ -46,6 +48,7 @@ __all__ = [
     "crop_intrinsics",
     "depth_to_points",
     "extrinsics_to_rotation_translation",
+    "flip_viewpoint",
     "geodesic_distance",
     "look_at",
     "matrix_to_viewpoint",

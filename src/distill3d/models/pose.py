@@ -19,7 +19,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from distill3d.losses.viewpoint import HEAD_NAMES, ViewpointBins
+from distill3d.geometry.viewpoint_bins import HEAD_NAMES, ViewpointBins
 from distill3d.models.pointnet import PointNetEncoder
 
 
