@@ -182,7 +182,7 @@ def test_kitti_evaluation_of_the_ground_truth_against_itself_is_perfect(exported
 
 
 def test_export_is_atomic_and_refuses_to_overwrite(tmp_path: Path, monkeypatch) -> None:
-    from distill3d.data.worlds import road
+    from distill3d.data.worlds.road import export as road
 
     target = tmp_path / "kitti"
 
