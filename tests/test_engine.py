@@ -189,7 +189,7 @@ def test_gather_with_grad_passes_gradcheck(tmp_path: Path) -> None:
     """The custom autograd function of the global-negative gather, in a one-process gloo group."""
     import torch.distributed as dist
 
-    from distill3d.engine.distributed import _GatherWithGrad
+    from distill3d.losses.gather import _GatherWithGrad
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:

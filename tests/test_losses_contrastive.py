@@ -11,7 +11,14 @@ import torch.nn.functional as F
 
 from conftest import shared_path
 from distill3d.errors import ShapeError
-from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, NTXentLoss, logit_kd_loss, nce_contrast_loss
+from distill3d.losses.contrastive import (
+    CRDLoss,
+    InfoNCELoss,
+    NTXentLoss,
+    logit_kd_loss,
+    nce_contrast_loss,
+    nt_xent_loss,
+)
 
 
 def ntxent_golden():
@@ -40,8 +47,8 @@ def test_ntxent_matches_lightly_float64_and_gradients(case: int) -> None:
 def test_ntxent_with_identity_gather_equals_plain() -> None:
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(6, 8, generator=gen), torch.randn(6, 8, generator=gen)
-    loss = NTXentLoss(0.5)
-    assert torch.allclose(loss(a, b), loss(a, b, gather=lambda x: x, rank=0))
+    assert torch.allclose(NTXentLoss(0.5)(a, b), nt_xent_loss(a, b, 0.5, gather=lambda x: x, rank=0))
+    assert torch.allclose(NTXentLoss(0.5, gather_distributed=True)(a, b), NTXentLoss(0.5)(a, b))  # one process
 
 
 def test_ntxent_gathered_rows_equal_the_global_batch_rows() -> None:
@@ -54,7 +61,7 @@ def test_ntxent_gathered_rows_equal_the_global_batch_rows() -> None:
     def gather(_local: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.cat([F.normalize(x, dim=1), F.normalize(y, dim=1)]) for x, y in halves])
 
-    per_rank = [NTXentLoss(0.3)(x, y, gather=gather, rank=r) for r, (x, y) in enumerate(halves)]
+    per_rank = [nt_xent_loss(x, y, 0.3, gather=gather, rank=r) for r, (x, y) in enumerate(halves)]
     assert torch.allclose(torch.stack(per_rank).mean(), full, rtol=1e-12)
 
 

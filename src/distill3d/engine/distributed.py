@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from distill3d.losses.gather import all_gather_with_grad
+
+__all__ = ["DistInfo", "all_gather_with_grad", "all_reduce_mean", "barrier", "init_distributed", "shutdown_distributed"]
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -61,34 +65,3 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / dist.get_world_size()
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather whose backward sends each process the gradient of its own slice (summed over ranks)."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        world = dist.get_world_size()
-        parts = [torch.empty_like(tensor) for _ in range(world)]
-        dist.all_gather(parts, tensor.contiguous())
-        ctx.rank, ctx.size = dist.get_rank(), tensor.shape[0]
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size]
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (B, …) from all processes along dim 0 → (world·B, …), keeping gradients.
-
-    Contrastive losses use it so that negatives come from the global batch. Each rank's loss is a
-    function of the full gathered batch; the backward pass sums the gradients of all ranks' losses
-    for each slice, so with DDP's gradient averaging the result equals the single-process gradient of
-    the mean loss. Every rank must pass the same B. Single process: returns ``tensor`` unchanged.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    return _GatherWithGrad.apply(tensor)

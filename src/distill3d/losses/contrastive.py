@@ -1,15 +1,20 @@
 """Contrastive losses shared by the methods: InfoNCE (anchor → target), NT-Xent (SimCLR), CRD.
 
-All three take raw (unnormalised) embeddings and L2-normalise them inside, except where noted.
+Each loss is a plain function (``info_nce_loss``, ``nt_xent_loss``, ``nce_contrast_loss``, ``logit_kd_loss``) with a
+thin module that fixes its settings once per task (kornia's pattern). All take raw (unnormalised) embeddings and
+L2-normalise them inside, except where noted.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from distill3d.errors import ShapeError
+from distill3d.losses.gather import all_gather_with_grad, distributed_world
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
@@ -18,19 +23,30 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> Non
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-class InfoNCELoss(nn.Module):
+def info_nce_loss(anchors: torch.Tensor, targets: torch.Tensor, temperature: float = 0.1,
+                  duplicate_positive: bool = False, target_dropout: float = 0.0) -> torch.Tensor:
     """In-batch InfoNCE from anchors ``u`` (B, D) to targets ``v`` (B, D); the positive of u_i is v_i.
 
     ``L = −(1/B) Σ_i log[ exp(u_i·v_i/τ) / (c·exp(u_i·v_i/τ) + Σ_{j≠i} exp(u_i·v_j/τ)) ]`` with unit vectors,
     where ``c = 1`` (textbook InfoNCE / CPC) or, with ``duplicate_positive=True``, ``c = 2``: the 3DAug-Pose
     official code (``infoNCE_KD``) adds the positive to a denominator that already sums over all B targets.
     ``target_dropout`` applies dropout to the targets before normalisation (0.3 in that code, always active).
-
-    Args:
-        temperature: τ > 0.
-        duplicate_positive: reproduce the official code's denominator (see above).
-        target_dropout: dropout probability on ``v``.
     """
+    _check_pair(anchors, targets, ("anchors", "targets"))
+    if target_dropout > 0:
+        targets = F.dropout(targets, target_dropout, training=True)
+    u, v = F.normalize(anchors, dim=1), F.normalize(targets, dim=1)
+    logits = u @ v.t() / temperature
+    labels = torch.arange(u.shape[0], device=u.device)
+    if not duplicate_positive:
+        return F.cross_entropy(logits, labels)
+    positive = logits.diagonal()
+    denominator = torch.logsumexp(torch.cat([positive[:, None], logits], dim=1), dim=1)
+    return (denominator - positive).mean()
+
+
+class InfoNCELoss(nn.Module):
+    """:func:`info_nce_loss` with its settings fixed at construction (τ > 0)."""
 
     def __init__(self, temperature: float = 0.1, duplicate_positive: bool = False, target_dropout: float = 0.0) -> None:
         super().__init__()
@@ -41,20 +57,11 @@ class InfoNCELoss(nn.Module):
         self.target_dropout = target_dropout
 
     def forward(self, anchors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        _check_pair(anchors, targets, ("anchors", "targets"))
-        if self.target_dropout > 0:
-            targets = F.dropout(targets, self.target_dropout, training=True)
-        u, v = F.normalize(anchors, dim=1), F.normalize(targets, dim=1)
-        logits = u @ v.t() / self.temperature
-        labels = torch.arange(u.shape[0], device=u.device)
-        if not self.duplicate_positive:
-            return F.cross_entropy(logits, labels)
-        positive = logits.diagonal()
-        denominator = torch.logsumexp(torch.cat([positive[:, None], logits], dim=1), dim=1)
-        return (denominator - positive).mean()
+        return info_nce_loss(anchors, targets, self.temperature, self.duplicate_positive, self.target_dropout)
 
 
-class NTXentLoss(nn.Module):
+def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5,
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None, rank: int = 0) -> torch.Tensor:
     """NT-Xent (normalised temperature-scaled cross entropy; SimCLR, Chen et al. 2020).
 
     Two views ``z_a``, ``z_b`` (B, D) are L2-normalised and stacked into 2B embeddings; each one's positive is
@@ -63,31 +70,40 @@ class NTXentLoss(nn.Module):
     Equal to lightly's ``NTXentLoss``, PeCLR's ``vanila_contrastive_loss`` (on normalised inputs) and
     solo-learn's ``simclr_loss_func``.
 
-    ``gather`` (optional) maps the local (2B, D) embeddings to the global batch of all processes (e.g.
-    :func:`distill3d.engine.distributed.all_gather_with_grad`, passed in by the method); the local rows
-    are then contrasted against every process's embeddings.
+    ``gather`` (optional) maps the local (2B, D) embeddings to the global batch of all processes
+    (:func:`distill3d.losses.gather.all_gather_with_grad`); the local rows of process ``rank`` are then contrasted
+    against every process's embeddings.
     """
+    _check_pair(z_a, z_b, ("z_a", "z_b"))
+    batch = z_a.shape[0]
+    local = torch.cat([F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)])  # (2B, D): views a then b
+    # With ``gather`` each process contributes its (2B, D) rows [a_r; b_r]: the global layout is
+    # [a_0; b_0; a_1; b_1; …] and this process's rows start at 2B·rank.
+    candidates = local if gather is None else gather(local)
+    offset = 0 if gather is None else 2 * batch * rank
+    logits = local @ candidates.t() / temperature  # (2B, 2B·W)
+    rows = torch.arange(2 * batch, device=local.device)
+    self_index = rows + offset
+    positive_index = (rows + batch) % (2 * batch) + offset
+    logits = logits.masked_fill(F.one_hot(self_index, logits.shape[1]).bool(), float("-inf"))
+    return F.cross_entropy(logits, positive_index)
 
-    def __init__(self, temperature: float = 0.5) -> None:
+
+class NTXentLoss(nn.Module):
+    """:func:`nt_xent_loss` with τ fixed; ``gather_distributed=True`` takes the negatives from the global batch of
+    all processes whenever a process group is running (lightly's flag), else from the local batch."""
+
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        self.temperature = temperature
+        self.temperature, self.gather_distributed = temperature, gather_distributed
 
-    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, gather=None, rank: int = 0) -> torch.Tensor:
-        _check_pair(z_a, z_b, ("z_a", "z_b"))
-        batch = z_a.shape[0]
-        local = torch.cat([F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)])  # (2B, D): views a then b
-        # With ``gather`` each process contributes its (2B, D) rows [a_r; b_r]: the global layout is
-        # [a_0; b_0; a_1; b_1; …] and this process's rows start at 2B·rank.
-        candidates = local if gather is None else gather(local)
-        offset = 0 if gather is None else 2 * batch * rank
-        logits = local @ candidates.t() / self.temperature  # (2B, 2B·W)
-        rows = torch.arange(2 * batch, device=local.device)
-        self_index = rows + offset
-        positive_index = (rows + batch) % (2 * batch) + offset
-        logits = logits.masked_fill(F.one_hot(self_index, logits.shape[1]).bool(), float("-inf"))
-        return F.cross_entropy(logits, positive_index)
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        rank, world = distributed_world()
+        if self.gather_distributed and world > 1:
+            return nt_xent_loss(z_a, z_b, self.temperature, all_gather_with_grad, rank)
+        return nt_xent_loss(z_a, z_b, self.temperature)
 
 
 class ContrastMemory(nn.Module):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
@@ -23,7 +22,6 @@ from distill3d.data.hand_augment import (
 )
 from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, HandsDataset
-from distill3d.engine.distributed import all_gather_with_grad
 from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
@@ -219,7 +217,7 @@ class PretrainTask(TaskBase):
         self.options, self.seed = options, seed
         self.data = _HandData(options, seed)
         self.appearance = appearance_augmentation(options.appearance_strength)
-        self.loss = NTXentLoss(options.temperature)
+        self.loss = NTXentLoss(options.temperature, gather_distributed=options.global_negatives)
 
     def build_model(self) -> nn.Module:
         o = self.options
@@ -262,9 +260,6 @@ class PretrainTask(TaskBase):
         if o.objective == "peclr":
             z1 = canonicalise_projections(z1, views[0][1], views[0][2])
             z2 = canonicalise_projections(z2, views[1][1], views[1][2])
-        distributed = o.global_negatives and dist.is_available() and dist.is_initialized()
-        if distributed:
-            return self.loss(z1, z2, gather=all_gather_with_grad, rank=dist.get_rank())
         return self.loss(z1, z2)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
