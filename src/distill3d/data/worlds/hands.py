@@ -94,6 +94,7 @@ from torch.utils.data import Dataset
 from distill3d.data.worlds.difficulty import Difficulty, check_difficulty
 from distill3d.data.worlds.render import PrimitiveKind, Primitives, SceneBatch, render, rotation_from_z
 from distill3d.data.worlds.shapes import procedural_backgrounds
+from distill3d.geometry.hand_skeleton import FINGERS, MEAN_BONE_LENGTHS, NUM_JOINTS, PARENTS
 
 __all__ = [
     "ANGLE_LIMITS",
@@ -118,21 +119,6 @@ SPLITS = {"unlabelled": 0, "labelled": 1, "val": 2, "test": 3}
 DEFAULT_SPLIT_SIZES = {"unlabelled": 100_000, "labelled": 2_000, "val": 500, "test": 1_000}
 """Suggested split sizes (any size works: samples are generated on demand)."""
 
-NUM_JOINTS = 21
-FINGERS = {"thumb": (1, 2, 3, 4), "index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "ring": (13, 14, 15, 16),
-           "little": (17, 18, 19, 20)}  # fmt: skip
-"""Finger name → its four joints, proximal to distal."""
-PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
-"""Parent of each joint (FreiHAND order); the wrist has none."""
-
-MEAN_BONE_LENGTHS = np.array([
-    0.0, 0.034, 0.035, 0.031, 0.027,  # wrist→thumb CMC, thumb metacarpal, proximal, distal
-    0.086, 0.041, 0.024, 0.021,       # index: metacarpal, proximal, middle, distal phalanx
-    0.083, 0.042, 0.027, 0.022,       # middle
-    0.078, 0.042, 0.027, 0.022,       # ring
-    0.073, 0.034, 0.020, 0.019,       # little
-])  # fmt: skip
-"""Mean length (metres) of bone ``PARENTS[j] → j`` at index j (index 0 unused)."""
 _HAND_SCALE_RANGE = (0.85, 1.18)
 _BONE_JITTER = 0.05
 BONE_LENGTH_RANGE = np.stack(

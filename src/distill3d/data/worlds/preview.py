@@ -51,11 +51,12 @@ from PIL import Image, ImageDraw
 
 from distill3d.data.shapenetpart import write_shapenetpart
 from distill3d.data.worlds.difficulty import Difficulty
-from distill3d.data.worlds.hands import FINGERS, PARENTS, hand_batch
+from distill3d.data.worlds.hands import hand_batch
 from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitti, image_projection, road_frames
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
 from distill3d.files import atomic_directory, atomic_write_text
 from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
+from distill3d.geometry.hand_skeleton import FINGERS, PARENTS
 from distill3d.viz import CLASS_COLORS, draw_hand_skeleton, draw_pose_axes, save_image, to_pil, zoom_points
 
 __all__ = ["SHAPES_EXPORT_POINTS", "SHAPES_SYNSETS", "WORLDS", "contact_sheet", "export_world"]

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from distill3d.data.worlds.hands import FINGERS, PARENTS
 from distill3d.errors import Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones
+from distill3d.geometry.hand_skeleton import FINGERS, PARENTS
 from distill3d.methods.peclr.task import (
     MEAN_BONE_UNITS,
     ROOT_DEPTH_RANGE,

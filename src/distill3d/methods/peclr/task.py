@@ -21,10 +21,11 @@ from distill3d.data.hand_augment import (
     warp_images,
 )
 from distill3d.data.worlds.difficulty import Difficulty
-from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, HandsDataset
+from distill3d.data.worlds.hands import HandsDataset
 from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
+from distill3d.geometry.hand_skeleton import MEAN_BONE_LENGTHS, PARENTS
 from distill3d.losses.contrastive import NTXentLoss
 from distill3d.methods.peclr.equivariance import canonicalise_projections
 from distill3d.methods.peclr.lars import lars_scale_gradients
