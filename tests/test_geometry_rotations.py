@@ -143,3 +143,11 @@ def test_shape_errors() -> None:
         geodesic_distance(torch.eye(4), torch.eye(4))
     with pytest.raises(ShapeError):
         matrix_to_viewpoint(torch.zeros(3))
+
+
+def test_opencv_rotation_flips_the_pascal_camera_axes() -> None:
+    from distill3d.geometry.rotations import viewpoint_to_opencv_rotation
+
+    a, e, t = torch.tensor([0.3, 2.0]), torch.tensor([0.2, -0.1]), torch.tensor([0.05, -0.3])
+    expected = torch.diag(torch.tensor([1.0, -1.0, -1.0])) @ viewpoint_to_matrix(a, e, t)
+    torch.testing.assert_close(viewpoint_to_opencv_rotation(a, e, t), expected)

@@ -70,12 +70,11 @@ from torch.utils.data import Dataset
 from distill3d.data.mesh_io import read_off, read_ply_points, sample_mesh_surface
 from distill3d.errors import DataFormatError, Distill3dError
 from distill3d.geometry.camera import crop_and_resize_intrinsics
-from distill3d.geometry.rotations import viewpoint_to_matrix
+from distill3d.geometry.rotations import viewpoint_to_opencv_rotation
 
 PathLike = str | os.PathLike
 ShapeSource = Literal["auto", "pointcloud", "off", "mat"]
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-_PASCAL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 #: Toolbox defaults for empty camera fields (ObjectNet3D ``show_pose_annotations.m``).
 DEFAULT_THETA_DEG, DEFAULT_DISTANCE, DEFAULT_FOCAL, DEFAULT_VIEWPORT = 0.0, 5.0, 1.0, 2000.0
@@ -504,7 +503,7 @@ def annotation_intrinsics(focal: float, viewport: float, px: float, py: float, b
 def opencv_rotation(viewpoint_rad: np.ndarray) -> np.ndarray:
     """OpenCV object→camera rotation (3, 3) of a Pascal3D+ viewpoint (3,) radians: diag(1, −1, −1)·R_pascal."""
     angles = torch.from_numpy(np.asarray(viewpoint_rad, np.float64))
-    return _PASCAL_TO_OPENCV @ viewpoint_to_matrix(angles[0], angles[1], angles[2]).numpy()
+    return viewpoint_to_opencv_rotation(angles[0], angles[1], angles[2]).numpy()
 
 
 # ----------------------------------------------------------------------------------------------------------

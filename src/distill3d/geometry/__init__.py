@@ -29,6 +29,7 @@ from distill3d.geometry.rotations import (
     rotation_y,
     rotation_z,
     viewpoint_to_matrix,
+    viewpoint_to_opencv_rotation,
 )
 from distill3d.geometry.viewpoint_bins import ViewpointBins, flip_viewpoint
 from distill3d.geometry.visibility import point_visibility
@@ -63,4 +64,5 @@ __all__ = [
     "similarity_procrustes",
     "transform_points",
     "viewpoint_to_matrix",
+    "viewpoint_to_opencv_rotation",
 ]

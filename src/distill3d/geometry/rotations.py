@@ -45,6 +45,7 @@ __all__ = [
     "rotation_y",
     "rotation_z",
     "viewpoint_to_matrix",
+    "viewpoint_to_opencv_rotation",
 ]
 
 
@@ -95,6 +96,18 @@ def viewpoint_to_matrix(
         _as_float_tensor(azimuth), _as_float_tensor(elevation), _as_float_tensor(inplane)
     )
     return rotation_z(inplane) @ rotation_x(elevation - math.pi / 2) @ rotation_z(-azimuth)
+
+
+def viewpoint_to_opencv_rotation(
+    azimuth: torch.Tensor | float, elevation: torch.Tensor | float, inplane: torch.Tensor | float
+) -> torch.Tensor:
+    """OpenCV object→camera rotation (..., 3, 3) of a Pascal3D+ viewpoint: ``diag(1, −1, −1)·R_pascal``.
+
+    Pascal3D+'s camera looks down −z with y up; OpenCV's looks down +z with y down: the same camera, its y and z
+    axes flipped. Geodesic errors between two viewpoints are the same in either frame.
+    """
+    pascal = viewpoint_to_matrix(azimuth, elevation, inplane)
+    return pascal * pascal.new_tensor([1.0, -1.0, -1.0])[:, None]
 
 
 def matrix_to_viewpoint(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

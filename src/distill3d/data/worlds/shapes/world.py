@@ -30,13 +30,12 @@ from distill3d.data.worlds.shapes.categories import (
     _sample_rng,
     build_object,
 )
-from distill3d.geometry.rotations import canonical_azimuth, viewpoint_to_matrix
+from distill3d.geometry.rotations import canonical_azimuth, viewpoint_to_opencv_rotation
 
 # ----------------------------------------------------------------------------------------------
 # Cameras, backgrounds, rendering.
 # ----------------------------------------------------------------------------------------------
 
-_PASCAL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
 def viewpoint_extrinsics(
@@ -52,12 +51,11 @@ def viewpoint_extrinsics(
     a, e, th, d = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, np.float64)) for x in (azimuth, elevation, inplane, distance))
     )
-    pascal = viewpoint_to_matrix(
-        torch.from_numpy(a.copy()), torch.from_numpy(e.copy()), torch.from_numpy(th.copy())
-    ).numpy()
+    R = viewpoint_to_opencv_rotation(torch.from_numpy(a.copy()), torch.from_numpy(e.copy()),
+                                     torch.from_numpy(th.copy())).numpy()
     t = np.zeros((len(d), 3))
     t[:, 2] = d
-    return _PASCAL_TO_OPENCV @ pascal, t
+    return R, t
 
 
 def intrinsics(focal: np.ndarray | float, cx: np.ndarray | float, cy: np.ndarray | float) -> np.ndarray:
