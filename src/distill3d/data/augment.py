@@ -9,7 +9,9 @@ As in the 3DAug-Pose / PoseFromShape training code:
 - horizontal flip: label ``a → 2π − a``, ``θ → −θ``;
 - in-plane rotation of the image by r (counter-clockwise as displayed): label ``θ → θ + r``.
 
-All functions take images (B, 3, H, W) in [0, 1] and draw from the torch global RNG (re-seeded per epoch by the
+Training uses :func:`photometric_jitter` (the colour part as one per-image colour matrix) and
+:func:`geometric_viewpoint_augmentation` (crop, flip and rotation as one affine warp); the single-transform
+functions are kept as the readable references the tests compare them with. All functions take images (B, 3, H, W) in [0, 1] and draw from the torch global RNG (re-seeded per epoch by the
 engine, so augmentation is reproducible and resumable).
 """
 
@@ -17,35 +19,12 @@ from __future__ import annotations
 
 import math
 
-import kornia.augmentation as K
 import kornia.geometry.transform as KT
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from distill3d.geometry.rotations import canonical_azimuth
 from distill3d.geometry.viewpoint_bins import flip_viewpoint
-
-
-def photometric_augmentation(brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5,
-                             jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5) -> nn.Module:
-    """Colour jitter → grayscale → blur, applied per sample with the given probabilities."""
-    return nn.Sequential(
-        K.ColorJitter(brightness, contrast, saturation, 0.0, p=jitter_p),
-        K.RandomGrayscale(p=grayscale_p),
-        K.RandomGaussianBlur((3, 3), (0.1, 1.0), p=blur_p),
-    )
-
-
-def box_jitter_crop(images: torch.Tensor, jitter: float = 0.1) -> torch.Tensor:
-    """Re-crop each image with every box edge moved by U(−jitter, jitter)·size, resized back to (H, W)."""
-    b, _, h, w = images.shape
-    shift = (torch.rand(b, 4, device=images.device) * 2 - 1) * jitter
-    x1, y1 = shift[:, 0] * w, shift[:, 1] * h
-    x2, y2 = (w - 1) + shift[:, 2] * w, (h - 1) + shift[:, 3] * h
-    boxes = torch.stack([torch.stack([x1, y1], 1), torch.stack([x2, y1], 1),
-                         torch.stack([x2, y2], 1), torch.stack([x1, y2], 1)], dim=1)
-    return KT.crop_and_resize(images, boxes, (h, w), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def flip_images_and_viewpoints(images: torch.Tensor, viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +60,8 @@ def _blur3(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def photometric_jitter(images: torch.Tensor, brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5,
                        jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5) -> torch.Tensor:
-    """The photometric augmentation of :func:`photometric_augmentation` as one colour matrix and one blur.
+    """Photometric augmentation (3DAug-Pose / PoseFromShape's colour jitter, grayscale, blur) as one colour matrix
+    and one blur.
 
     Per sample, with probability ``jitter_p``: brightness ×U(1 ± b), contrast (blend with the image's mean grey)
     U(1 ± c), saturation (blend with the grey image) U(1 ± s); then grayscale with ``grayscale_p``; then a 3×3
@@ -121,8 +101,9 @@ def geometric_viewpoint_augmentation(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Box-jitter crop, horizontal flip and in-plane rotation as **one** affine warp per image, with labels.
 
-    The same distribution as :func:`box_jitter_crop` → flip (p = ``flip_p``) → rotation (p = ``rotate_p``,
-    r ~ N(0, ``rotate_std``) clipped to ±2σ), composed into a single 3×3 pixel map
+    Box-jitter crop (every box edge moved by U(−``crop_jitter``, ``crop_jitter``)·size, resized back) → flip
+    (p = ``flip_p``) → rotation (p = ``rotate_p``, r ~ N(0, ``rotate_std``) clipped to ±2σ), composed into a single 3×3
+    pixel map
     ``M = Rot(r) · Mirror · Crop`` and resampled once (bilinear, zero padding), so the image is interpolated
     once instead of three times. Labels: flip a → 2π − a, θ → −θ; rotation θ → θ + r; with ``symmetry_order``
     (B,) the flipped azimuth is made canonical again (:func:`~distill3d.geometry.rotations.canonical_azimuth`).
