@@ -225,3 +225,20 @@ def test_pretrained_backbone_warm_starts_the_encoder() -> None:
         assert not torch.allclose(model.encoder.layer1[0].conv1.weight, shipped["layer1.0.conv1.weight"].float())
         task.warm_start(model)
         assert torch.allclose(model.encoder.layer1[0].conv1.weight, shipped["layer1.0.conv1.weight"].float())
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"\x93NUMPY\x01\x00garbage"])
+def test_a_corrupt_intrinsics_file_gets_one_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    from distill3d.errors import DataFormatError
+    from distill3d.methods.peclr.demo import _intrinsics_for
+
+    image = tmp_path / "7_img.jpg"
+    (tmp_path / "7_K.npy").write_bytes(content)
+    with pytest.raises(DataFormatError, match="7_K.npy"):
+        _intrinsics_for(image, 64, 64)
+    np.save(tmp_path / "7_K.npy", np.array([[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]]))
+    K, found = _intrinsics_for(image, 64, 64)
+    assert found and K[0, 0] == 100.0
+    np.save(tmp_path / "7_K.npy", np.full((3, 3), np.nan))
+    with pytest.raises(DataFormatError, match="not a camera matrix"):
+        _intrinsics_for(image, 64, 64)

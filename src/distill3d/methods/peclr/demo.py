@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from distill3d.errors import Distill3dError
+from distill3d.errors import DataFormatError, Distill3dError
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones
 from distill3d.geometry.hand_skeleton import FINGERS, PARENTS
 from distill3d.methods.peclr.task import (
@@ -56,9 +56,14 @@ def _intrinsics_for(image_path: Path, width: int, height: int) -> tuple[np.ndarr
     stem = image_path.stem.removesuffix("_img")
     for candidate in (image_path.with_name(f"{stem}_K.npy"), image_path.with_name(f"{image_path.stem}_K.npy")):
         if candidate.is_file():
-            K = np.load(candidate).astype(np.float64)
+            try:
+                K = np.asarray(np.load(candidate, allow_pickle=False), dtype=np.float64)
+            except (OSError, ValueError, TypeError, EOFError) as err:
+                raise DataFormatError(f"{candidate}: not a readable .npy intrinsics matrix ({err})") from None
             if K.shape != (3, 3):
-                raise Distill3dError(f"{candidate}: expected a (3, 3) intrinsics matrix, got {K.shape}")
+                raise DataFormatError(f"{candidate}: expected a (3, 3) intrinsics matrix, got {K.shape}")
+            if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0 and np.allclose(K[2], [0, 0, 1])):
+                raise DataFormatError(f"{candidate}: not a camera matrix (finite, positive focals, last row 0 0 1)")
             return K, True
     focal = 1.6 * width
     return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]]), False
