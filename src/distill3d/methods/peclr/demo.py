@@ -59,11 +59,11 @@ def _intrinsics_for(image_path: Path, width: int, height: int) -> tuple[np.ndarr
             try:
                 K = np.asarray(np.load(candidate, allow_pickle=False), dtype=np.float64)
             except (OSError, ValueError, TypeError, EOFError) as err:
-                raise DataFormatError(f"{candidate}: not a readable .npy intrinsics matrix ({err})") from None
+                raise DataFormatError(candidate, f"not a readable .npy intrinsics matrix ({err})") from None
             if K.shape != (3, 3):
-                raise DataFormatError(f"{candidate}: expected a (3, 3) intrinsics matrix, got {K.shape}")
+                raise DataFormatError(candidate, f"expected a (3, 3) intrinsics matrix, got {K.shape}")
             if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0 and np.allclose(K[2], [0, 0, 1])):
-                raise DataFormatError(f"{candidate}: not a camera matrix (finite, positive focals, last row 0 0 1)")
+                raise DataFormatError(candidate, "not a camera matrix (finite, positive focals, last row 0 0 1)")
             return K, True
     focal = 1.6 * width
     return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]]), False
