@@ -234,7 +234,7 @@ def test_a_corrupt_intrinsics_file_gets_one_error_naming_it(tmp_path: Path, cont
 
     image = tmp_path / "7_img.jpg"
     (tmp_path / "7_K.npy").write_bytes(content)
-    with pytest.raises(DataFormatError, match="7_K.npy"):
+    with pytest.raises(DataFormatError, match=r"7_K\.npy"):
         _intrinsics_for(image, 64, 64)
     np.save(tmp_path / "7_K.npy", np.array([[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]]))
     K, found = _intrinsics_for(image, 64, 64)

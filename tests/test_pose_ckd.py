@@ -263,7 +263,7 @@ def test_geometric_augmentation_labels_match_renders(category: str) -> None:
 
 
 def test_photometric_jitter_composes_to_the_stepwise_operations() -> None:
-    from distill3d.data.augment import _blur3, photometric_jitter
+    from distill3d.data.augment import gaussian_blur_per_sample, photometric_jitter
 
     images = torch.rand(4, 3, 16, 16) * 0.5 + 0.25
     assert torch.equal(photometric_jitter(images, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0), images)
@@ -274,8 +274,10 @@ def test_photometric_jitter_composes_to_the_stepwise_operations() -> None:
     import kornia.filters as KF
 
     sigma = torch.tensor([0.3, 0.6, 0.9, 1.0])
-    torch.testing.assert_close(_blur3(images, sigma), KF.gaussian_blur2d(images, (3, 3), sigma[:, None].expand(4, 2)),
-                               atol=1e-6, rtol=0)
+    for radius in (1, 2):
+        torch.testing.assert_close(gaussian_blur_per_sample(images, sigma, radius),
+                                   KF.gaussian_blur2d(images, (2 * radius + 1,) * 2, sigma[:, None].expand(4, 2)),
+                                   atol=1e-6, rtol=0)
 
 
 def test_pretrained_backbone_loads_the_shipped_weights_and_names_bad_files(tmp_path: Path) -> None:

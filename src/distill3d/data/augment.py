@@ -11,7 +11,8 @@ As in the 3DAug-Pose / PoseFromShape training code:
 
 Training uses :func:`photometric_jitter` (the colour part as one per-image colour matrix) and
 :func:`geometric_viewpoint_augmentation` (crop, flip and rotation as one affine warp); the single-transform
-functions are kept as the readable references the tests compare them with. All functions take images (B, 3, H, W) in [0, 1] and draw from the torch global RNG (re-seeded per epoch by the
+functions are kept as the readable references the tests compare them with.
+All functions take images (B, 3, H, W) in [0, 1] and draw from the torch global RNG (re-seeded per epoch by the
 engine, so augmentation is reproducible and resumable).
 """
 
@@ -42,20 +43,32 @@ def rotate_images_and_viewpoints(images: torch.Tensor, viewpoint: torch.Tensor,
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as kornia.color.rgb_to_grayscale
 
-def _blur3(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable 3×3 Gaussian blur with a per-sample σ (B,) pixels and reflected borders.
+def gaussian_blur_per_sample(images: torch.Tensor, sigma: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Separable Gaussian blur with a per-sample σ (B,) pixels, a (2·radius + 1)-tap kernel, reflected borders.
 
-    The 3-tap kernel is ``[g, 1, g] / (1 + 2g)`` with ``g = exp(−1 / (2σ²))`` — what
-    ``kornia.filters.gaussian_blur2d(images, (3, 3), σ)`` computes, without building a kernel per sample.
+    Taps ``exp(−k²/(2σ²))`` for k = −radius … radius, normalised to sum 1 — what
+    ``kornia.filters.gaussian_blur2d(images, (2r + 1, 2r + 1), σ)`` computes, as two grouped convolutions without
+    kornia's per-sample kernel bookkeeping. Images (B, C, H, W) → same.
     """
     b, c, h, w = images.shape
-    g = torch.exp(-0.5 / sigma.square())
-    taps = torch.stack([g, torch.ones_like(g), g], dim=1) / (1 + 2 * g)[:, None]  # (B, 3)
-    taps = taps.repeat_interleave(c, dim=0)  # one depthwise kernel per image channel
-    x = F.pad(images.reshape(1, b * c, h, w), (1, 1, 1, 1), mode="reflect")
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    taps = torch.exp(-offsets.square()[None] / (2 * sigma.to(images.dtype).square()[:, None]))
+    taps = (taps / taps.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # one kernel per image channel
+    x = F.pad(images.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="reflect")
     x = F.conv2d(x, taps[:, None, None, :], groups=b * c)
     x = F.conv2d(x, taps[:, None, :, None], groups=b * c)
     return x.reshape(b, c, h, w)
+
+
+def random_blur(images: torch.Tensor, p: float, sigma_range: tuple[float, float], radius: int) -> torch.Tensor:
+    """Blur each image with probability ``p`` (σ ~ U(sigma_range) px, see :func:`gaussian_blur_per_sample`); only
+    the drawn images are convolved."""
+    chosen = torch.nonzero(torch.rand(images.shape[0], device=images.device) < p).squeeze(1)
+    if not len(chosen):
+        return images
+    low, high = sigma_range
+    sigma = low + (high - low) * torch.rand(len(chosen), device=images.device, dtype=images.dtype)
+    return images.index_copy(0, chosen, gaussian_blur_per_sample(images[chosen], sigma, radius))
 
 
 def photometric_jitter(images: torch.Tensor, brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5,
@@ -88,10 +101,7 @@ def photometric_jitter(images: torch.Tensor, brightness: float = 0.5, contrast: 
     mean_grey = torch.einsum("bchw,c->b", images, luma) / (images.shape[2] * images.shape[3])
     offset = (1 - contr[:, 0, 0]) * bright[:, 0, 0] * mean_grey  # the contrast blend's grey, kept by S and G
     images = (torch.einsum("bij,bjhw->bihw", colour, images) + offset[:, None, None, None]).clamp(0, 1)
-    blur = torch.nonzero(torch.rand(b, device=dev) < blur_p).squeeze(1)
-    if len(blur):
-        sigma = 0.1 + 0.9 * torch.rand(len(blur), device=dev, dtype=dtype)
-        images = images.index_copy(0, blur, _blur3(images[blur], sigma))
+    images = random_blur(images, blur_p, (0.1, 1.0), radius=1)
     return images
 
 

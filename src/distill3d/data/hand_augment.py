@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia.augmentation as KA
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import nn
+
+from distill3d.data.augment import random_blur
 
 __all__ = [
     "ColourJitter",
@@ -157,11 +158,23 @@ class ColourJitter(nn.Module):
         return (contrast * out + (1 - contrast) * mean).clamp(0, 1)
 
 
+class RandomBlur(nn.Module):
+    """5×5 Gaussian blur, σ ~ U(0.1, 1.5) px, with probability ``p`` per image (only those images are convolved;
+    :func:`distill3d.data.augment.random_blur`)."""
+
+    def __init__(self, p: float = 0.5, sigma_range: tuple[float, float] = (0.1, 1.5)) -> None:
+        super().__init__()
+        self.p, self.sigma_range = p, sigma_range
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return random_blur(images, self.p, self.sigma_range, radius=2)
+
+
 def appearance_augmentation(strength: float = 1.0, blur_p: float = 0.5, grayscale_p: float = 0.2) -> nn.Module:
     """SimCLR-style appearance transforms on (B, 3, H, W) in [0, 1]: :class:`ColourJitter` (p = 0.8;
     brightness, contrast, saturation 0.4·strength, hue 0.1·strength; grayscale with ``grayscale_p``) and a
     Gaussian blur (σ ∈ [0.1, 1.5] px, p = ``blur_p``). Per-sample parameters from torch's global generator."""
     return nn.Sequential(
         ColourJitter(0.4 * strength, 0.4 * strength, 0.4 * strength, 0.1 * strength, p=0.8, grayscale_p=grayscale_p),
-        KA.RandomGaussianBlur((5, 5), (0.1, 1.5), p=blur_p),
+        RandomBlur(blur_p),
     )
