@@ -506,7 +506,7 @@ class HandsDataset(Dataset):
     ``__getitems__`` (used by DataLoader) renders a whole batch in one renderer call.
 
     Speed on 2 shared CPU cores, batches of 64, 1 ray/pixel: ≈500 images/s at 64×64, ≈225 images/s at 128×128
-    (``python -m distill3d.data.worlds.hands``).
+    (``benchmarks/world_speed.py``).
     """
 
     def __init__(
@@ -543,15 +543,3 @@ class HandsDataset(Dataset):
             else ("image", "K", "joints_xyz", "joints_uv", "scale", "index")
         )
         return [{key: batch[key][i] for key in keys} for i in range(len(indices))]
-
-
-if __name__ == "__main__":  # speed measurement
-    import time
-
-    for image_size in (64, 128):
-        dataset = HandsDataset("labelled", size=10_000, image_size=image_size)
-        dataset.__getitems__([0])
-        begin = time.perf_counter()
-        for start in range(0, 256, 64):
-            dataset.__getitems__(list(range(start, start + 64)))
-        print(f"{256 / (time.perf_counter() - begin):.0f} images/s at {image_size}×{image_size}")
