@@ -7,7 +7,7 @@
   level: a random training label for every test image. The encoder starts from the shipped seen-category
   classification weights (``--shapes-warm-start builtin``, the default; their one-off training time, from
   ``benchmarks/results/pretrain_backbone.json``, is added to the budget) or from scratch (``none``).
-* ``hands``: see :mod:`benchmarks.learnability_hands` (heat-map / soft-argmax 2.5D model on fresh renders; 2D
+* ``hands``: see :mod:`benchmarks.learnability_hands` (heat-map / soft-argmax 2.5D model on a large pool of renders; 2D
   error at 64 px, PA-EPE).
 
 Targets (issue #8), each in ≤ 15 min of 2-core CPU: shapes ≥ 80 % Acc@π/6 on seen test images; hands 2D error
@@ -111,6 +111,9 @@ def main() -> None:
     parser.add_argument("--shapes-train-size", type=int, default=64000)
     parser.add_argument("--shapes-warm-start", default="builtin", choices=["builtin", "none"])
     parser.add_argument("--hands-minutes", type=float, default=15.0)
+    parser.add_argument("--hands-pool", type=int, default=128_000,
+                        help="labelled hands samples rendered once and shared by the seeds (0: fresh renders from "
+                             "a worker every step)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -142,16 +145,25 @@ Target: ≥ {SHAPES_TARGET:.0f} % in ≤ 15 min. ![shapes learning curves](learn
     if "hands" in args.arms:
         from benchmarks.learnability_hands import run_hands_arm
 
-        results = [run_hands_arm(seed, args.hands_minutes, args.out) for seed in args.seeds]
-        keys = ("err_2d_px", "pa_epe_mm", "epe_mm", "pa_auc", "train_minutes")
+        results = [run_hands_arm(seed, args.hands_minutes, args.out, pool_size=args.hands_pool)
+                   for seed in args.seeds]
+        keys = ("err_2d_px", "pa_epe_mm", "epe_mm", "pa_auc", "train_minutes", "steps", "pool_render_minutes")
         arms["hands"] = {k: [r[k] for r in results] for k in keys}
         values = arms["hands"]
+        data = (f"a {args.hands_pool:,}-sample pool, random roll ±10°" if args.hands_pool
+                else "fresh samples")
+        pool_note = (f" The pool was rendered once in {max(values['pool_render_minutes']):.1f} min (cached on disk "
+                     "and shared by the seeds, as the shapes arm's pool; not part of the training budget)."
+                     if args.hands_pool else "")
         sections.append(f"""## Hands: 2D keypoints and 3D pose from one 64 px image (all labels)
 
 | model | 2D error (px) ↓ | PA-EPE (mm) ↓ | EPE (mm) ↓ | PA-AUC ↑ | training (min) |
 |---|---|---|---|---|---|
-| heat-map 2.5D net, fresh samples | {mean_std(values["err_2d_px"], 2)} | {mean_std(values["pa_epe_mm"], 2)} | \
+| heat-map 2.5D net, {data} | {mean_std(values["err_2d_px"], 2)} | {mean_std(values["pa_epe_mm"], 2)} | \
 {mean_std(values["epe_mm"])} | {mean_std(values["pa_auc"], 3)} | {mean_std(values["train_minutes"])} |
+
+Per seed: 2D error {", ".join(f"{v:.2f}" for v in values["err_2d_px"])} px; PA-EPE \
+{", ".join(f"{v:.2f}" for v in values["pa_epe_mm"])} mm; {mean_std(values["steps"], 0)} steps of 64.{pool_note}
 
 Targets: 2D error ≤ {HANDS_2D_TARGET:g} px and PA-EPE ≤ {HANDS_PA_TARGET:g} mm in ≤ 15 min. Curves:
 {", ".join(f"`hands_learning_curve_s{seed}.png`" for seed in args.seeds)}.
@@ -162,7 +174,29 @@ Targets: 2D error ≤ {HANDS_2D_TARGET:g} px and PA-EPE ≤ {HANDS_PA_TARGET:g} 
             intro = next(i for i in __doc__.split("\n* ") if i.startswith(f"``{arm}``")).split("\n\n")[0]
             print(write_report(f"learnability_{arm}", f"# Learnability of the worlds\n\n* {intro.strip()}\n\n{text}",
                                args.out))
-    print(write_results_json("learnability", merge_arms(args.out / "learnability.json", arms), args.out))
+    path = args.out / "learnability.json"
+    merged = merge_arms(path, arms)
+    print(write_results_json("learnability", merged, args.out,
+                             extra={"arm_commands": arm_commands(path, arms, merged)}))
+
+
+def arm_commands(path: Path, measured: dict, merged: dict) -> dict[str, str]:
+    """The command that produced each arm of ``merged``: this run's for the arms it ``measured``; for the arms kept
+    from the previous file, its ``arm_commands`` entry, else the ``Command:`` line of the arm's report."""
+    import json
+    import re
+    import sys
+
+    previous: dict = json.loads(path.read_text()) if path.is_file() else {}
+    this = ("python -m benchmarks.learnability " + " ".join(sys.argv[1:])).strip()
+    old = previous.get("arm_commands", {})
+
+    def from_report(arm: str) -> str:
+        report = path.parent / f"learnability_{arm.split('_')[0]}.md"
+        found = re.search(r"^Command: `(.*)`", report.read_text(), re.M) if report.is_file() else None
+        return found.group(1) if found else "unknown"
+
+    return {arm: this if arm in measured else old.get(arm) or from_report(arm) for arm in merged}
 
 
 def merge_arms(path: Path, arms: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from distill3d.data.cache import MaterializedDataset
 from distill3d.data.worlds.difficulty import Difficulty
-from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, PRESETS, hand_batch
+from distill3d.data.worlds.hands import MEAN_BONE_LENGTHS, PARENTS, PRESETS, HandsDataset, hand_batch
 from distill3d.geometry.hand25d import hand25d_to_xyz, root_depth_from_bones, xyz_to_hand25d
 from distill3d.metrics.hand import hand_pose_metrics
 from distill3d.models.hand_pose import Hand25DHeatmapNet, gaussian_heatmap_targets
@@ -50,6 +51,7 @@ from distill3d.models.resnet import ResNet
 
 IMAGE_SIZE = 64
 BATCH = 64
+POOL_KEYS = ("image", "K", "joints_xyz", "joints_uv", "scale")
 MEAN_BONE_UNITS = torch.from_numpy(MEAN_BONE_LENGTHS / MEAN_BONE_LENGTHS[10])
 """Mean bone lengths in reference-bone units (the prior of the all-bones root fit)."""
 _MEAN = torch.tensor((0.485, 0.456, 0.406))[None, :, None, None]
@@ -117,6 +119,34 @@ class FreshHands(IterableDataset):
             for _ in range(self.reuse - 1):
                 yield roll_camera(rendered, spread * (2 * torch.rand(len(indices)) - 1))
             step += 1
+
+
+class PooledHands(IterableDataset):
+    """Endless batches drawn from a pool of ``labelled`` samples rendered once (:class:`MaterializedDataset`, disk
+    cached, shared by the seeds, as the shapes arm shares its 64,000-image pool): each pass over the pool is a new
+    permutation (``seed``), and every drawn sample is seen under a random camera roll of ±``roll_deg`` degrees
+    (:func:`roll_camera`; labels stay exact), so a pass never repeats an image exactly.  Serving a batch costs a
+    slice and one warp, so training gets every core instead of sharing them with a rendering worker."""
+
+    def __init__(self, pool: MaterializedDataset, seed: int, batch: int = BATCH, roll_deg: float = 10.0) -> None:
+        self.pool, self.seed, self.batch, self.roll_deg = pool, seed, batch, roll_deg
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            order = torch.randperm(len(self.pool), generator=generator)
+            for start in range(0, len(order) - self.batch + 1, self.batch):
+                drawn = self.pool.batch(order[start : start + self.batch])
+                angle = self.roll_deg * (2 * torch.rand(self.batch, generator=generator) - 1)
+                yield roll_camera(drawn, angle)
+
+
+def labelled_pool(size: int, difficulty: Difficulty, world_seed: int = 1000) -> MaterializedDataset:
+    """``size`` samples of the ``labelled`` split (world seed ``world_seed``), rendered once into the disk cache."""
+    source = HandsDataset("labelled", size, world_seed, IMAGE_SIZE, 1, difficulty)
+    description = {"world": "hands", "split": "labelled", "size": size, "seed": world_seed,
+                   "image_size": IMAGE_SIZE, "difficulty": difficulty, "purpose": "learnability pool"}
+    return MaterializedDataset(source, POOL_KEYS, description, batch_size=256)
 
 
 def build_model(width: int = 32, decoder_width: int = 64, pretrained_backbone: str | None = None) -> Hand25DHeatmapNet:
@@ -254,26 +284,36 @@ def plot_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
 def run_hands_arm(seed: int, minutes_budget: float, out_dir: Path, difficulty: Difficulty = "standard",
                   threads: int | None = None, peak_lr: float = 3e-3, val_size: int = 500,
                   test_size: int = 1000, evals: int = 8, width: int = 32, decoder_width: int = 64, reuse: int = 1,
-                  pretrained_backbone: str | None = "builtin",
+                  pretrained_backbone: str | None = "builtin", pool_size: int = 0,
                   **loss_options: float) -> dict[str, float]:
     """Train one supervised model for ``minutes_budget`` minutes of wall time on fresh samples and evaluate it.
 
     Returns the test metrics ``{"err_2d_px", "pa_epe_mm", "epe_mm", "pa_auc", "z_rel_l1"}`` plus ``"steps"``,
     ``"samples"``, ``"train_minutes"`` and the final validation numbers (``"val_err_2d_px"``, ``"val_pa_epe_mm"``);
     writes ``hands_learning_curve_s{seed}.png`` into ``out_dir``.  ``threads``: torch threads of the training
-    process (default: all but the one core the rendering worker uses).  Evaluation/rendering of the fixed
-    val and test splits happens before the clock starts.
+    process (default: all but the one core the rendering worker uses; all cores with a pool).  ``pool_size`` > 0:
+    train on a pool of that many samples rendered once (:class:`PooledHands`; its one-off rendering time is
+    returned as ``"pool_render_minutes"``) instead of fresh renders from a worker.  Rendering of the fixed val
+    and test splits (and of the pool) happens before the clock starts.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
+    cores = os.cpu_count() or 2
+    torch.set_num_threads(threads or (cores if pool_size else max(1, cores - 1)))
     torch.manual_seed(seed)
     val = render_split("val", val_size, difficulty)
     test = render_split("test", test_size, difficulty)
     model = build_model(width, decoder_width, pretrained_backbone).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=peak_lr / 25, weight_decay=1e-4)
-    loader = DataLoader(FreshHands(1000 + seed, difficulty, reuse=reuse), batch_size=None, num_workers=1,
-                        prefetch_factor=4, persistent_workers=False)
+    pool_render_minutes = 0.0
+    if pool_size:
+        tick = time.perf_counter()
+        pool = labelled_pool(pool_size, difficulty)
+        pool_render_minutes = (time.perf_counter() - tick) / 60
+        loader = DataLoader(PooledHands(pool, seed), batch_size=None, num_workers=0)
+    else:
+        loader = DataLoader(FreshHands(1000 + seed, difficulty, reuse=reuse), batch_size=None, num_workers=1,
+                            prefetch_factor=4, persistent_workers=False)
     budget = 60.0 * minutes_budget
     history: list[dict[str, float]] = []
     next_eval, steps, train_time, running = 1, 0, 0.0, []
@@ -320,6 +360,7 @@ def run_hands_arm(seed: int, minutes_budget: float, out_dir: Path, difficulty: D
                f"hands world ({difficulty}), seed {seed}: fresh samples, {minutes_budget:g} min budget")
     result = evaluate(model, test)
     result.update(steps=float(steps), samples=float(steps * BATCH), train_minutes=train_time / 60,
+                  pool_render_minutes=pool_render_minutes,
                   val_err_2d_px=final_val["err_2d_px"], val_pa_epe_mm=final_val["pa_epe_mm"])
     return result
 
