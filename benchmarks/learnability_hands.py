@@ -353,7 +353,6 @@ def run_hands_arm(seed: int, minutes_budget: float, out_dir: Path, difficulty: D
     with (out_dir / f"hands_error_by_factor_s{seed}.md").open("a") as handle:
         handle.write("\nValidation 2D error (px) per joint (FreiHAND order):\n\n"
                      + " ".join(f"{e:.1f}" for e in per_joint.tolist()) + "\n")
-    torch.save(model.state_dict(), out_dir / f"hands_model_s{seed}.pt")
     print(table, "\nper joint:", " ".join(f"{e:.1f}" for e in per_joint.tolist()), flush=True)
     history.append({"minutes": train_time / 60, "steps": steps, **final_val})
     plot_curve(history, out_dir / f"hands_learning_curve_s{seed}.png",
