@@ -152,9 +152,9 @@ Target: ≥ {SHAPES_TARGET:.0f} % in ≤ 15 min. ![shapes learning curves](learn
         values = arms["hands"]
         data = (f"a {args.hands_pool:,}-sample pool, random roll ±10°" if args.hands_pool
                 else "fresh samples")
-        pool_note = (f" The pool was rendered once in {max(values['pool_render_minutes']):.1f} min (cached on disk "
-                     "and shared by the seeds, as the shapes arm's pool; not part of the training budget)."
-                     if args.hands_pool else "")
+        pool_note = (f" Preparing the pool took {max(values['pool_render_minutes']):.1f} min in this run (rendered "
+                     "once, then loaded from the disk cache; shared by the seeds, as the shapes arm's pool, and not "
+                     "part of the training budget)." if args.hands_pool else "")
         sections.append(f"""## Hands: 2D keypoints and 3D pose from one 64 px image (all labels)
 
 | model | 2D error (px) ↓ | PA-EPE (mm) ↓ | EPE (mm) ↓ | PA-AUC ↑ | training (min) |

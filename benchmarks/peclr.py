@@ -55,7 +55,7 @@ class Preset:
 
 FULL = Preset(image_size=64, width=32, unlabelled=20_000, pretrain_epochs=4, pretrain_batch=128, labelled=20_000,
               low_fraction=0.1, val=300, test=1_000, finetune_steps=600, finetune_batch=64, seeds=3)
-QUICK = Preset(image_size=64, width=16, unlabelled=768, pretrain_epochs=1, pretrain_batch=128, labelled=1_024,
+QUICK = Preset(image_size=64, width=32, unlabelled=768, pretrain_epochs=1, pretrain_batch=128, labelled=1_024,
                low_fraction=0.25, val=64, test=200, finetune_steps=12, finetune_batch=32, seeds=2)
 OBJECTIVES = ("supervised", "simclr", "peclr")
 LABELS = {"supervised": "supervised only", "simclr": "SimCLR + fine-tune", "peclr": "PeCLR + fine-tune"}
