@@ -240,3 +240,35 @@ def test_sampling_and_parsing_are_vectorised(tmp_path):
     assert time.perf_counter() - start < 3.0
     np.testing.assert_array_equal(read_faces, faces)
     np.testing.assert_allclose(read_vertices, vertices, atol=1e-6)
+
+
+# ASCII PLY line structure: one element instance per line ----------------------------------------------------
+_ASCII_HEADER = ("ply\nformat ascii 1.0\nelement camera 1\nproperty float f\nelement vertex 3\nproperty float x\n"
+                 "property float y\nproperty float z\nelement face 1\nproperty list uchar int vertex_indices\n"
+                 "end_header\n")  # 11 header lines: the body starts on line 12
+_ROWS = [" ".join(str(v) for v in p) for p in POINTS]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_in_an_ascii_ply_body_are_skipped(tmp_path, newline):
+    body = ["", "500", "   ", _ROWS[0], "", "", _ROWS[1], "\t", _ROWS[2], "", "3 0 1 2", "", ""]
+    path = tmp_path / "blank.ply"
+    path.write_bytes((_ASCII_HEADER + "\n".join(body)).replace("\n", newline).encode())
+    np.testing.assert_allclose(read_ply_points(path), POINTS)
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "message"),
+    [
+        ([_ROWS[0], _ROWS[1] + " 7", _ROWS[2]], 14, "a vertex line holds 4 values; it must hold the 3 vertex prop"),
+        ([r + " 7" for r in _ROWS], 13, "a vertex line holds 4 values"),  # every line: trimesh would read x y z
+        ([_ROWS[0], "", _ROWS[1], "1 2"], 16, "a vertex line holds 2 values"),  # the line counts blank lines
+        ([_ROWS[0]], 13, "the header declares 3 vertices, the body holds 1 vertex lines"),
+    ],
+)
+def test_a_vertex_line_with_a_wrong_number_of_values_is_one_error_naming_the_line(tmp_path, rows, line, message):
+    path = tmp_path / "bad.ply"
+    path.write_text(_ASCII_HEADER + "\n".join(["500", *rows]) + "\n")
+    with pytest.raises(DataFormatError, match=rf"bad\.ply:{line}: {message}") as info:
+        read_ply_points(path)
+    assert info.value.path == path and info.value.line == line and "\n" not in str(info.value)

@@ -316,9 +316,11 @@ def world_export(
     out: Annotated[Path, typer.Option(help="dataset folder to create (must not exist)")],
     n: Annotated[int, typer.Option(min=1, help="number of samples")] = 100,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
-    difficulty: Annotated[str, typer.Option(help="preset of the shapes world: easy | standard | hard")] = "standard",
+    difficulty: Annotated[str, typer.Option(help="preset of the shapes and hands worlds: easy | standard | hard")]
+    = "standard",
 ) -> None:
-    """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND, shapes → ShapeNetPart."""
+    """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND (training and evaluation
+    splits), shapes → ShapeNetPart."""
     from distill3d.data.worlds.preview import export_world
 
     _check_world(name)

@@ -5,7 +5,8 @@ Formats
 * **PLY** (``read_ply_points``): ASCII, binary little- or big-endian (any scalar property types, any other
   elements such as ``face``). Only the ``vertex`` element's ``x``, ``y``, ``z`` are returned. PoseFromShape's
   ``pointcloud/<class>/<nn>/compressed.ply`` files are binary little-endian with 5000 ``double`` vertices and an
-  empty ``face`` element.
+  empty ``face`` element. ASCII bodies hold one element instance per line: blank lines are skipped, and a vertex
+  line must hold exactly the header's vertex properties (an extra or missing value is an error naming the line).
 * **OFF** (``read_off``): ``OFF`` (or ``COFF``/``NOFF``/…, or the ModelNet typo ``OFF<nv> <nf> <ne>`` on one
   line), then ``n_vertices n_faces n_edges``, ``n_vertices`` lines starting with ``x y z`` (extra columns such
   as colours are ignored), then ``n_faces`` lines ``k i_1 … i_k [colour]`` with 0-based vertex indices.
@@ -13,11 +14,12 @@ Formats
 
 PLY parsing is trimesh's (``trimesh.exchange.ply.load_ply``), wrapped so that every failure is a
 :class:`distill3d.errors.DataFormatError` naming the file, with the checks trimesh leaves out (format line,
-duplicated or missing ``x y z`` properties, non-finite coordinates). OFF is parsed here, vectorised over the
-token stream, because trimesh 5.2's OFF reader fails on polygons with more than 4 corners under numpy 2 (its
-fan triangulation multiplies strings) and silently drops the missing indices of a short face line; this
-parser checks every count and index and names the line. Memory stays bounded (a 1 MB token is refused before
-numpy would give every token its width). Files larger than :data:`MAX_MESH_BYTES` are refused.
+duplicated or missing ``x y z`` properties, the ASCII body's line structure, non-finite coordinates). OFF is
+parsed here, vectorised over the token stream, because trimesh 5.2's OFF reader fails on polygons with more
+than 4 corners under numpy 2 (its fan triangulation multiplies strings) and silently drops the missing indices
+of a short face line; this parser checks every count and index and names the line. Memory stays bounded (a
+1 MB token is refused before numpy would give every token its width). Files larger than :data:`MAX_MESH_BYTES`
+are refused.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def read_ply_points(path: PathLike) -> np.ndarray:
     from trimesh.exchange.ply import load_ply
 
     raw = _read_bytes(path)
-    if not raw.startswith(b"ply") or re.search(rb"end_header\r?\n", raw[:1 << 16]) is None:
+    end_header = re.search(rb"end_header\r?\n", raw[:1 << 16]) if raw.startswith(b"ply") else None
+    if end_header is None:
         raise DataFormatError(path, "not a PLY file (expected 'ply' … 'end_header')", line=1)
     header = raw[: raw.index(b"end_header")].decode("ascii", errors="replace")
     if not re.search(r"^format[ \t]+(ascii|binary_little_endian|binary_big_endian)[ \t]+1\.0[ \t]*\r?$", header, re.M):
@@ -98,6 +101,9 @@ def read_ply_points(path: PathLike) -> np.ndarray:
     missing = [axis for axis in "xyz" if axis not in properties]
     if missing:
         raise DataFormatError(path, f"vertex element lacks properties {missing}")
+    if re.search(r"^format[ \t]+ascii[ \t]", header, re.M):
+        raw = raw[: end_header.end()] + _checked_ascii_body(path, header, raw[end_header.end():],
+                                                           raw.count(b"\n", 0, end_header.end()))
     try:
         loaded = load_ply(io.BytesIO(raw), skip_materials=True, fix_texture=False)
     except Exception as error:  # trimesh raises ValueError, KeyError, IndexError, UnicodeDecodeError…
@@ -108,6 +114,53 @@ def read_ply_points(path: PathLike) -> np.ndarray:
     if isinstance(vertices, np.ndarray) and vertices.dtype == object:
         raise DataFormatError(path, "vertex lines must each hold the vertex properties of the header")
     return _finite_xyz(path, vertices, "vertex")
+
+
+def _ply_elements(header: str) -> list[tuple[str, int, int, bool]]:
+    """(name, count, scalar properties, has a list property) of each element of a PLY header, in file order;
+    empty when a count is not a non-negative integer (trimesh then reports the header)."""
+    elements: list[tuple[str, int, int, bool]] = []
+    for words in (line.split() for line in header.splitlines()):
+        if words[:1] == ["element"]:
+            if len(words) != 3 or not re.fullmatch(r"[0-9]{1,18}", words[2]):
+                return []
+            elements.append((words[1], int(words[2]), 0, False))
+        elif words[:1] == ["property"] and elements:
+            name, count, scalars, has_list = elements[-1]
+            is_list = words[1:2] == ["list"]
+            elements[-1] = (name, count, scalars + (not is_list), has_list or is_list)
+    return elements
+
+
+def _checked_ascii_body(path: PathLike, header: str, body: bytes, header_lines: int) -> bytes:
+    """The body of an ASCII PLY with its blank lines removed, after checking its vertex lines.
+
+    ASCII PLY holds one element instance per line. Blank lines carry nothing and are dropped (trimesh would count
+    them as instances and garble the vertices). A vertex line with more or fewer values than the header's vertex
+    properties, or fewer vertex lines than the header declares, is refused naming the line (trimesh drops extra
+    values and missing vertices silently). Vectorised over the body's tokens (:func:`_tokenise`);
+    ``header_lines``: lines before the body, for the line numbers.
+    """
+    elements = _ply_elements(header)
+    names = [name for name, *_ in elements]
+    if "vertex" in names:
+        position = names.index("vertex")
+        first = sum(count for _, count, _, _ in elements[:position])
+        _, n_vertices, n_properties, has_list = elements[position]
+        _, token_lines = _tokenise(body)
+        line_ids, widths = np.unique(token_lines, return_counts=True)
+        if len(line_ids) < first + n_vertices:
+            found = max(0, len(line_ids) - first)
+            last = header_lines + (int(line_ids[-1]) if len(line_ids) else 1)
+            raise DataFormatError(path, f"the header declares {n_vertices} vertices, the body holds {found} vertex "
+                                  "lines", line=last)
+        vertex_widths = widths[first : first + n_vertices]
+        bad = np.flatnonzero(vertex_widths != n_properties)
+        if len(bad) and not has_list:
+            width = int(vertex_widths[bad[0]])
+            raise DataFormatError(path, f"a vertex line holds {width} values; it must hold the {n_properties} vertex "
+                                  "properties of the header", line=header_lines + int(line_ids[first + bad[0]]))
+    return re.sub(rb"(?m)^[ \t\r\f\v]*(?:\n|\Z)", b"", body)
 
 
 def _ply_problem(error: BaseException) -> str:

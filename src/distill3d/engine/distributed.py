@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from distill3d.losses.gather import all_gather_with_grad
 
-__all__ = ["DistInfo", "all_gather_with_grad", "all_reduce_mean", "barrier", "init_distributed", "shutdown_distributed"]
+__all__ = [
+    "DistInfo", "all_gather_with_grad", "all_reduce_mean", "barrier", "broadcast_from_main", "init_distributed",
+    "shutdown_distributed",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,17 @@ def shutdown_distributed() -> None:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's ``value`` (any picklable object) on every rank; a no-op for a single process. Like a barrier,
+    every rank waits for rank 0 to reach this call (e.g. a decision only rank 0 could make, such as an error
+    found while it alone evaluated)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:

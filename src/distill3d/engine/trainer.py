@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from distill3d.engine.allocator import tune_glibc_malloc
 from distill3d.engine.checkpoint import best_checkpoint_problem, load_checkpoint, save_checkpoint
 from distill3d.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier
+from distill3d.engine.distributed import DistInfo, all_reduce_mean, barrier, broadcast_from_main
 from distill3d.engine.logging import MetricLogger
 from distill3d.engine.task import Task
 from distill3d.errors import ConfigError, Distill3dError, NonFiniteLossError, RunInterruptedError
@@ -243,11 +243,7 @@ class Trainer:
                 self._check_finite_weights(model, epoch)
                 metrics: dict[str, float] = {}
                 if val_set is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                    if dist_info.is_main:
-                        metrics = self.evaluate(task, model, val_set)
-                        logger.log(epoch, step, {f"val/{k}": v for k, v in metrics.items()})
-                        self._check_monitor(metrics)
-                    barrier()
+                    metrics = self._validate(task, model, val_set, epoch, step, logger)
                 if dist_info.is_main:
                     best, best_epoch = self._save(model, optimizer, scheduler, epoch, step, best, best_epoch,
                                                   metrics)
@@ -292,6 +288,38 @@ class Trainer:
             known = ", ".join(f"val/{k}" for k in sorted(metrics))
             raise ConfigError(f"config key 'train.monitor': '{monitor}' is not a validation metric of this method "
                               f"(it reports {known})")
+
+    def _validate(self, task: Task, model: nn.Module, val_set: Any, epoch: int, step: int,
+                  logger: MetricLogger) -> dict[str, float]:
+        """Rank 0 evaluates the validation split, logs it and checks the monitor; every rank gets its verdict.
+
+        Under DDP the other ranks wait for rank 0 and receive its decision (``broadcast_from_main``), so a user
+        error found there (a monitor naming no metric, a malformed validation file) is raised by every rank
+        with the same one-line message, instead of rank 0 failing while the others wait. Returns the metrics on
+        rank 0 (empty elsewhere).
+        """
+        metrics: dict[str, float] = {}
+        problem: tuple[str, str] | None = None  # (kind of error, its message), as rank 0 saw it
+        error: Exception | None = None
+        if self.dist.is_main:
+            try:
+                metrics = self.evaluate(task, model, val_set)
+                logger.log(epoch, step, {f"val/{k}": v for k, v in metrics.items()})
+                self._check_monitor(metrics)
+            except Exception as err:  # re-raised below, after the other ranks have heard of it
+                kind = "config" if isinstance(err, ConfigError) else "user" if isinstance(err, Distill3dError) else ""
+                error, problem = err, (kind, str(err) if kind else f"{type(err).__name__}: {err}")
+        problem = broadcast_from_main(problem)
+        if error is not None:
+            raise error
+        if problem is not None:
+            kind, message = problem
+            if kind == "config":
+                raise ConfigError(message)
+            if kind == "user":
+                raise Distill3dError(message)
+            raise RuntimeError(f"rank 0 failed while validating epoch {epoch} ({message})")
+        return metrics
 
     def _repair_best(self, state: dict[str, Any]) -> None:
         """On resume: make best.pt hold the best epoch last.pt records (a kill between the two writes)."""

@@ -4,13 +4,28 @@
   y green, z blue), the hand skeleton (hands: bones coloured per finger), projected 3D box wireframes
   (road: Car red, Pedestrian green, Cyclist blue).
 * :func:`export_world` writes a dataset folder: ``road`` → the KITTI object layout
-  (:func:`distill3d.data.worlds.road.export_kitti`); ``hands`` → the FreiHAND layout
-  (``training/rgb/%08d.jpg``, ``training_xyz.json``, ``training_K.json``, ``training_scale.json``, from the
-  ``labelled`` split); ``shapes`` → the ShapeNetPart layout (:mod:`distill3d.data.shapenetpart`) plus the
-  objects' renders for viewpoint estimation (below).
+  (:func:`distill3d.data.worlds.road.export_kitti`); ``hands`` → the FreiHAND layout (below);
+  ``shapes`` → the ShapeNetPart layout (:mod:`distill3d.data.shapenetpart`) plus the objects' renders for
+  viewpoint estimation (below).
 
 Every file is written atomically and a dataset folder is assembled in a temporary sibling folder and renamed
 into place, so an error never leaves a half-written dataset behind.
+
+Hands export
+------------
+The FreiHAND download's layout (:mod:`distill3d.data.freihand`), so that ``FreiHANDDataset`` and PeCLR with
+``options.dataset: freihand`` read it as they read the real dataset:
+
+* ``training/rgb/%08d.jpg``, ``training_xyz.json``, ``training_K.json``, ``training_scale.json``: frames
+  0 … n−1 of the hands world's ``labelled`` split (one background version, where the release has 4: the loader
+  serves the versions present, with a warning);
+* ``evaluation/rgb/%08d.jpg``, ``evaluation_xyz.json``, ``evaluation_K.json``, ``evaluation_scale.json``:
+  frames 0 … m−1 of the ``test`` split, m = ⌈n · 3960 / 32560⌉ by default (FreiHAND's evaluation / training
+  ratio). ``evaluation_xyz.json`` is what the release published with its evaluation annotations; with it,
+  PeCLR's test split is the evaluation split.
+
+K is in pixels of the written images (image_size × image_size, default 224), as FreiHAND's; the difficulty
+preset is the world's (``standard`` by default).
 
 Shapes export
 -------------
@@ -59,7 +74,9 @@ from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
 from distill3d.geometry.hand_skeleton import FINGERS, PARENTS
 from distill3d.viz import CLASS_COLORS, draw_hand_skeleton, draw_pose_axes, save_image, to_pil, zoom_points
 
-__all__ = ["SHAPES_EXPORT_POINTS", "SHAPES_SYNSETS", "WORLDS", "contact_sheet", "export_world"]
+__all__ = [
+    "FREIHAND_EVALUATION_RATIO", "SHAPES_EXPORT_POINTS", "SHAPES_SYNSETS", "WORLDS", "contact_sheet", "export_world",
+]
 
 WORLDS = ("shapes", "hands", "road")
 _PAD = 4
@@ -135,24 +152,43 @@ def _write_json(path: Path, value: object) -> None:
     atomic_write_text(path, json.dumps(value))
 
 
-def _export_hands(out_dir: Path, n: int, seed: int, image_size: int, batch_size: int = 64) -> Path:
+#: FreiHAND's evaluation frames per training frame (3,960 / 32,560): the default size of a hands export's
+#: evaluation split.
+FREIHAND_EVALUATION_RATIO = 3960 / 32560
+
+
+def _write_hands_split(staging: Path, folder: str, world_split: str, n: int, seed: int, image_size: int,
+                       difficulty: Difficulty, batch_size: int) -> None:
+    """One FreiHAND split: ``<folder>/rgb/%08d.jpg`` and ``<folder>_{xyz,K,scale}.json`` from samples 0 … n−1 of
+    the hands world's ``world_split``."""
+    rgb = staging / folder / "rgb"
+    rgb.mkdir(parents=True)
+    xyz, K, scale = [], [], []
+    for begin in range(0, n, batch_size):
+        indices = list(range(begin, min(begin + batch_size, n)))
+        batch = hand_batch(world_split, indices, seed, image_size=image_size, difficulty=difficulty)
+        for i, index in enumerate(indices):
+            save_image(to_pil(batch["image"][i]), rgb / f"{index:08d}.jpg", format="JPEG", quality=95)
+        xyz += batch["joints_xyz"].double().numpy().tolist()
+        K += batch["K"].double().numpy().tolist()
+        scale += batch["scale"].double().numpy().tolist()
+    _write_json(staging / f"{folder}_xyz.json", xyz)
+    _write_json(staging / f"{folder}_K.json", K)
+    _write_json(staging / f"{folder}_scale.json", scale)
+
+
+def _export_hands(out_dir: Path, n: int, seed: int, image_size: int, n_evaluation: int | None = None,
+                  difficulty: Difficulty = "standard", batch_size: int = 64) -> Path:
+    """The hands world as a FreiHAND folder (module docstring): ``labelled`` → training, ``test`` → evaluation."""
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists")
+    if n_evaluation is None:
+        n_evaluation = max(1, math.ceil(n * FREIHAND_EVALUATION_RATIO))
+    if n_evaluation < 1:
+        raise ValueError(f"n_evaluation must be at least 1, got {n_evaluation}")
     with atomic_directory(out_dir) as staging:
-        rgb = staging / "training" / "rgb"
-        rgb.mkdir(parents=True)
-        xyz, K, scale = [], [], []
-        for begin in range(0, n, batch_size):
-            indices = list(range(begin, min(begin + batch_size, n)))
-            batch = hand_batch("labelled", indices, seed, image_size=image_size)
-            for i, index in enumerate(indices):
-                save_image(to_pil(batch["image"][i]), rgb / f"{index:08d}.jpg", format="JPEG", quality=95)
-            xyz += batch["joints_xyz"].double().numpy().tolist()
-            K += batch["K"].double().numpy().tolist()
-            scale += batch["scale"].double().numpy().tolist()
-        _write_json(staging / "training_xyz.json", xyz)
-        _write_json(staging / "training_K.json", K)
-        _write_json(staging / "training_scale.json", scale)
+        _write_hands_split(staging, "training", "labelled", n, seed, image_size, difficulty, batch_size)
+        _write_hands_split(staging, "evaluation", "test", n_evaluation, seed, image_size, difficulty, batch_size)
     return out_dir
 
 
@@ -231,21 +267,24 @@ def _export_shapes(
 
 def export_world(
     world: str, out_dir: str | os.PathLike, n: int, seed: int = 0, image_size: int | tuple[int, int] | None = None,
-    difficulty: Difficulty = "standard",
+    difficulty: Difficulty = "standard", n_evaluation: int | None = None,
 ) -> Path:
     """Write ``n`` samples of ``world`` as a dataset folder in the real dataset's format; returns ``out_dir``.
 
     road → KITTI object layout (default full 375×1242 images); hands → FreiHAND layout (default 224×224
-    images, the ``labelled`` split); shapes → ShapeNetPart layout with :data:`SHAPES_EXPORT_POINTS` points per
-    object, plus ``images/`` (default 64×64) and ``annotations.json`` (module docstring).  ``out_dir`` must not
-    exist yet.
+    images): ``n`` training frames (the ``labelled`` split) and ``n_evaluation`` evaluation frames (the ``test``
+    split; default ⌈n · 3960 / 32560⌉) with their annotations; shapes → ShapeNetPart layout with
+    :data:`SHAPES_EXPORT_POINTS` points per object, plus ``images/`` (default 64×64) and ``annotations.json``
+    (module docstring).  ``difficulty``: the shapes and hands worlds' preset.  ``out_dir`` must not exist yet;
+    the folder appears complete or not at all.
     """
     out_dir = Path(out_dir)
     if world == "road":
         size = KITTI_IMAGE_SIZE if image_size is None else tuple(image_size)  # type: ignore[arg-type]
         return export_kitti(out_dir, n, seed, image_size=size)
     if world == "hands":
-        return _export_hands(out_dir, n, seed, 224 if image_size is None else int(image_size))  # type: ignore[arg-type]
+        size = 224 if image_size is None else int(image_size)  # type: ignore[arg-type]
+        return _export_hands(out_dir, n, seed, size, n_evaluation, difficulty)
     if world == "shapes":
         size = 64 if image_size is None else int(image_size)  # type: ignore[arg-type]
         return _export_shapes(out_dir, n, seed, size, difficulty=difficulty)

@@ -24,7 +24,15 @@ needs) or Iqbal's one-bone closed form (``root: closed_form``) (:mod:`distill3d.
 (val/test): PA-EPE and EPE (mm), AUC 0-50 mm aligned and unaligned, 2D error (px), as FreiHAND's evaluation.
 
 Data: the hands world (``dataset: hands``; unlabelled / labelled / val / test splits) or a FreiHAND download
-(``dataset: freihand``, ``freihand_root``; :mod:`distill3d.data.freihand`, which also writes ``pred.json``).
+(``dataset: freihand``, ``freihand_root``; :mod:`distill3d.data.freihand`, which also writes ``pred.json``) or
+a FreiHAND-layout export of the hands world (``distill3d world export hands``; its evaluation split is the test
+split).
+
+**Predict** (``distill3d predict RUN_DIR IMAGE...``): 2D skeleton drawn on each hand crop and 3D joints in the
+camera frame, lifted with the image's intrinsics K — ``<stem>_K.npy`` beside the image, else, for an image
+``ROOT/<split>/rgb/<id>.jpg`` of a FreiHAND-layout folder, entry ``id`` of ``ROOT/<split>_K.json`` (and its
+reference bone from ``<split>_scale.json``), else an assumed camera (focal 1.6·width, centred; the output says
+so) — see :func:`~distill3d.methods.peclr.demo.predict_hand`.
 """
 
 from distill3d.methods.peclr.demo import predict, predict_hand

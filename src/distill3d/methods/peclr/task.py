@@ -174,9 +174,13 @@ class _HandData:
         return self._cache[split]
 
     def _freihand_frames(self) -> tuple[FreiHANDDataset, int]:
+        """(training split, n_val): the last n_val = min(val_size, max(1, N // 10)) training frames validate."""
         o = self.options
         probe = FreiHANDDataset(o.freihand_root, "training", (0,), o.image_size)
-        n_val = min(o.val_size, probe.num_frames // 10)
+        if probe.num_frames < 2:
+            raise Distill3dError(f"{o.freihand_root}: {probe.num_frames} training frame(s); fine-tuning needs at "
+                                 "least 2 (one to train on, one to validate)")
+        n_val = min(o.val_size, max(1, probe.num_frames // 10))
         return probe, n_val
 
     def unlabelled(self) -> Dataset:
