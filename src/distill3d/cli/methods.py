@@ -28,6 +28,7 @@ METHOD_MODULES: dict[str, str] = {
     "peclr": "distill3d.methods.peclr",
     "pose_ckd": "distill3d.methods.pose_ckd",
     "shape_classification": "distill3d.methods.shape_classification",
+    "skd_wm3d": "distill3d.methods.skd_wm3d",
 }
 
 

@@ -107,7 +107,8 @@ class MaterializedDataset(Dataset):
             label += f" {description.get('world', 'data')}/{description.get('split', '')}"
         with tqdm(total=len(source), desc=label, unit="sample", disable=not progress, leave=False) as bar:
             for samples in loader:
-                batch = collate_ragged(samples, self.ragged_keys)
+                batch = collate_ragged([{key: sample[key] for key in self.keys} for sample in samples],
+                                       self.ragged_keys)
                 for key in self.keys:
                     value = batch[key]
                     if key in self.ragged_keys:

@@ -168,6 +168,22 @@ class FrameAnnotations:
                    np.zeros((0, 3)), zeros, zeros)
 
     @classmethod
+    def dont_care(cls, bbox: np.ndarray) -> FrameAnnotations:
+        """DontCare regions (M, 4) ``(x1, y1, x2, y2)`` pixels, with the devkit's filler values elsewhere."""
+        bbox = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
+        m = len(bbox)
+        return cls(name=np.full(m, "DontCare"), truncated=np.full(m, -1.0), occluded=np.full(m, -1),
+                   alpha=np.full(m, -10.0), bbox=bbox, dimensions=np.full((m, 3), -1.0),
+                   location=np.full((m, 3), -1000.0), rotation_y=np.full(m, -10.0), score=np.full(m, np.nan))
+
+    @classmethod
+    def concatenate(cls, frames: Sequence[FrameAnnotations]) -> FrameAnnotations:
+        """The objects of several records, in order, as one record (e.g. objects + DontCare rows)."""
+        if not frames:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(frame, field) for frame in frames]) for field in FIELDS))
+
+    @classmethod
     def from_boxes3d(cls, name: Sequence[str] | np.ndarray, boxes3d: np.ndarray, bbox: np.ndarray,
                      score: np.ndarray | None = None, alpha: np.ndarray | None = None) -> FrameAnnotations:
         """Objects (e.g. detections) from geometry arrays: names (N,), boxes3d (N, 7) ``(x, y, z, h, w, l, ry)``,

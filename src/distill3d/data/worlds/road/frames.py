@@ -25,7 +25,7 @@ from distill3d.data.worlds.road.scene import (
     sample_road_scene,
 )
 from distill3d.geometry.boxes3d import project_box3d_to_image, rotation_y_to_alpha
-from distill3d.metrics.kitti import FIELDS, FrameAnnotations
+from distill3d.metrics.kitti import FrameAnnotations
 
 # ----------------------------------------------------------------------------------------------------------
 # Rendering and labels
@@ -68,19 +68,7 @@ class RoadAnnotations:
             rotation_y=self.boxes3d[:, 6],
             score=np.full(len(self), np.nan),
         )
-        m = len(self.dontcare)
-        dontcare = FrameAnnotations(
-            name=np.full(m, "DontCare"),
-            truncated=np.full(m, -1.0),
-            occluded=np.full(m, -1),
-            alpha=np.full(m, -10.0),
-            bbox=self.dontcare,
-            dimensions=np.full((m, 3), -1.0),
-            location=np.full((m, 3), -1000.0),
-            rotation_y=np.full(m, -10.0),
-            score=np.full(m, np.nan),
-        )
-        return FrameAnnotations(*(np.concatenate([getattr(objects, k), getattr(dontcare, k)]) for k in FIELDS))
+        return FrameAnnotations.concatenate([objects, FrameAnnotations.dont_care(self.dontcare)])
 
 
 

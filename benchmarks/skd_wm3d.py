@@ -1,0 +1,143 @@
+"""SKD-WM3D benchmark on the road world: the supervised ceiling, weak MDN only, and the self-distillation ladder.
+
+Arms (same detector, data, warm start, augmentation and number of steps; only the MDN is evaluated):
+
+- ``supervised``: MDN with 3D labels (the ceiling; the only arm that sees 3D boxes);
+- ``weak_mdn``: MDN with the weak losses only (2D boxes + depth estimate: projection consistency, box depth,
+  point-to-box alignment, size prior);
+- ``weak_sd``: + the DSN (image + depth estimate) trained jointly and its plain margin transfer to the MDN;
+- ``weak_sd_unc``: + the uncertainty-aware transfer (DSN's Laplacian σ);
+- ``skd_wm3d``: + gradient-targeted transfer modulation — the full method.
+
+Road world frames of data seed 0 (rendered once and cached, shared by every arm and seed); model selection by
+the validation split's Car AP_BEV@0.5 (R40, Moderate); scored on the test split with the KITTI evaluation.
+Run: ``python -m benchmarks.skd_wm3d [--seeds 0 1 2] [--out DIR] [--arms ...]``; ``--quick`` for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from benchmarks.common import RESULTS, write_report, write_results_json
+from distill3d.cli.demos import train_recipe
+from distill3d.cli.methods import load_trained
+
+ARMS: dict[str, tuple[str, list[str]]] = {
+    "supervised": ("MDN, 3D labels (ceiling)", ["options.supervision=full", "options.self_distillation=false"]),
+    "weak_mdn": ("MDN, weak losses only", ["options.supervision=weak", "options.self_distillation=false"]),
+    "weak_sd": ("+ DSN self-distillation", ["options.supervision=weak", "options.uncertainty=false",
+                                            "options.modulation=false"]),
+    "weak_sd_unc": ("+ uncertainty-aware transfer", ["options.supervision=weak", "options.modulation=false"]),
+    "skd_wm3d": ("+ transfer modulation (full method)", ["options.supervision=weak"]),
+}
+METRICS = {"ap_bev_r40_moderate_05": "Car_BEV_AP40_moderate_loose", "ap_3d_r40_moderate_05":
+           "Car_3D_AP40_moderate_loose", "ap_bev_r40_moderate_07": "Car_BEV_AP40_moderate_strict",
+           "ap_3d_r40_moderate_07": "Car_3D_AP40_moderate_strict", "ap_bev_r11_moderate_07":
+           "Car_BEV_AP11_moderate_strict", "ap_2d_r40_moderate_07": "Car_2D_AP40_moderate_strict"}
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace, runs: Path) -> dict[str, float]:
+    """Train one arm, reload its validation-selected checkpoint, score it on the test split."""
+    overrides = [f"seed={seed}", f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
+                 f"train.threads={args.threads}", f"options.train_size={args.train_size}",
+                 f"options.val_size={args.val_size}", f"options.test_size={args.test_size}",
+                 f"options.image_size=[{args.height}, {args.width}]", *ARMS[arm][1]]
+    started = time.perf_counter()
+    run_dir, _, _ = train_recipe("skd_wm3d", overrides, runs, f"{arm}-s{seed}")
+    minutes = (time.perf_counter() - started) / 60
+    trained = load_trained(run_dir)
+    task = trained.task
+    loader = DataLoader(task.test_sets()["test"], batch_size=32, collate_fn=task.collate)
+    metrics = task.evaluate(trained.model, loader)
+    result = {key: metrics[name] for key, name in METRICS.items()}
+    result.update(train_minutes=minutes, best_epoch=float(trained.epoch or 0))
+    print(f"seed {seed} {arm}: {result}", flush=True)
+    return result
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def checks(results: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The issue's floors on Car AP_BEV@0.5 R40 Moderate."""
+    key = "ap_bev_r40_moderate_05"
+    lines = []
+    if "supervised" in results:
+        ceiling = [r[key] for r in results["supervised"]]
+        lines.append(f"- Supervised ceiling ≥ 40: {mean_std(ceiling)} → {'met' if min(ceiling) >= 40 else 'NOT met'}.")
+        if "skd_wm3d" in results:
+            full = [r[key] for r in results["skd_wm3d"]]
+            half = [f >= c / 2 for f, c in zip(full, ceiling, strict=True)]
+            verdicts = ", ".join("yes" if h else "no" for h in half)
+            lines.append(f"- Full weak method ≥ half the ceiling, per seed: {verdicts}.")
+    if "skd_wm3d" in results and "weak_mdn" in results:
+        gains = [f[key] - w[key] for f, w in zip(results["skd_wm3d"], results["weak_mdn"], strict=True)]
+        lines.append(f"- Full method − weak MDN only, per seed: {', '.join(f'{g:+.1f}' for g in gains)} "
+                     f"({'above in every seed' if min(gains) > 0 else 'NOT above in every seed'}).")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-size", type=int, default=3712)
+    parser.add_argument("--val-size", type=int, default=300)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.train_size, args.val_size, args.test_size, args.seeds = 1, 32, 16, 16, args.seeds[:1]
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in args.arms}
+    with tempfile.TemporaryDirectory(prefix="skd-bench-") as scratch:
+        runs = args.runs_dir or Path(scratch)
+        for seed in args.seeds:
+            for arm in args.arms:
+                results[arm].append(run_arm(arm, seed, args, runs))
+    total = (time.perf_counter() - started) / 60
+    name = "skd_wm3d_quick" if args.quick else "skd_wm3d"
+    lines = [f"# SKD-WM3D on the road world{' (QUICK: a smoke test)' if args.quick else ''}", "",
+             f"Road world at {args.height}×{args.width}, {args.train_size:,} training frames, {args.epochs} epochs of "
+             f"batch {args.batch_size}, ResNet-18 (width 32) warm-started from the shipped weights; seeds "
+             f"{args.seeds}; test split {args.test_size:,} frames; Car, KITTI evaluation of the MDN (image only). "
+             "Mean ± sample std over seeds.", "",
+             "| arm | AP_BEV@0.5 R40 Mod. | AP_3D@0.5 R40 Mod. | AP_BEV@0.7 R40 Mod. | AP_3D@0.7 R40 Mod. | "
+             "AP_2D@0.7 R40 Mod. | train (min) | per-seed AP_BEV@0.5 |", "|---|---|---|---|---|---|---|---|"]
+    for arm, runs_of_arm in results.items():
+        def column(key: str, rows: list[dict[str, float]] = runs_of_arm) -> str:
+            return mean_std([r[key] for r in rows])
+
+        lines.append(f"| {arm} ({ARMS[arm][0]}) | {column('ap_bev_r40_moderate_05')} | "
+                     f"{column('ap_3d_r40_moderate_05')} | {column('ap_bev_r40_moderate_07')} | "
+                     f"{column('ap_3d_r40_moderate_07')} | {column('ap_2d_r40_moderate_07')} | "
+                     f"{column('train_minutes')} | "
+                     + ", ".join(f"{r['ap_bev_r40_moderate_05']:.1f}" for r in runs_of_arm) + " |")
+    lines += ["", "Chance level: a detector that places boxes at random scores ≈ 0 AP.", "", "Checks (issue #10):",
+              "", *checks(results), "", f"Wall time {total:.1f} min."]
+    print(write_report(name, "\n".join(lines), args.out))
+    json_arms = {arm: {key: [r[key] for r in rows] for key in (*METRICS, "train_minutes")}
+                 for arm, rows in results.items()}
+    print(write_results_json(name, json_arms, args.out, extra={"seeds": args.seeds, "minutes": total}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""SKD-WM3D: weakly supervised monocular 3D detection by depth-guided self-knowledge distillation.
+
+Jiang et al., "Weakly Supervised Monocular 3D Detection with a Single-View Image", CVPR 2024. No official code
+exists and the paper's equations are not public: what the abstract and the public reviews verify is built as
+stated, the rest is the documented reconstruction of ``../shared/papers/METHODS.md`` §3.2, marked
+"[reconstruction]" where it is implemented, each part switchable.
+
+* Supervision (``supervision: weak``): images, 2D boxes with their class, the camera, and a depth map from a
+  monocular depth ESTIMATOR (the road world's estimator stand-in). Never 3D boxes or true depth: the weak training
+  split holds only those fields (:data:`~distill3d.methods.skd_wm3d.data.WEAK_TRAIN_KEYS`).
+* Detector: CenterNet-style heads on dense stride-4 features (heat map of 2D box centres, 2D size and offset,
+  projected 3D-centre offset, depth with a Laplacian uncertainty, dimensions as log-ratios to the class mean,
+  observation angle as 12 bins + residuals) — :mod:`distill3d.models.mono3d`.
+* DSN (depth-guided self-teaching network): image + depth estimate fused into "3D-like" features, same heads.
+  MDN (monocular detection network): image only, the only branch used at inference. Trained jointly.
+* Weak 3D losses for both branches: projection consistency (the 8 projected corners' extent = the 2D box), the
+  object's depth from a robust quantile of the depth estimate inside its shrunk 2D box (+ half the class-mean
+  width: the visible surface is in front of the centre) with a Laplacian uncertainty, alignment of the
+  back-projected depth points with the box footprint in bird's-eye view (WeakM3D's idea, with estimated depth
+  instead of LiDAR), and a class size prior [reconstruction].
+* Self-knowledge distillation (``self_distillation``): the MDN learns the DSN's predictions at the objects' cells
+  (same image, so the same cell is the same object): depth, 3D-centre offset, dimensions, angle; with
+  ``uncertainty`` the depth term is weighted by the DSN's Laplacian σ, with a soft margin (``distillation_margin``)
+  [reconstruction of the paper's uncertainty-aware distillation].
+* Gradient-targeted transfer modulation (``modulation``): with ρ = L_MDN / L_DSN the faster-learning branch's
+  gradients are scaled by 1 − tanh(α(ρ − 1)) before the optimiser step (OGM-GE-like) [reconstruction].
+* Augmentation: horizontal flip consistent with detection (image, depth, boxes, camera; ry → π − ry).
+* Evaluation: the MDN's detections scored by the KITTI evaluation (AP_BEV / AP_3D, R40 and R11, IoU 0.7 and 0.5,
+  Easy / Moderate / Hard); model selection on the validation split.
+"""
+
+from __future__ import annotations
+
+from distill3d.methods.skd_wm3d.options import LossWeights, Options
+from distill3d.methods.skd_wm3d.task import SKDWM3DTask
+
+DESCRIPTION = "SKD-WM3D (Jiang et al. 2024): weakly supervised monocular 3D detection, depth-guided self-distillation"
+
+
+def build_task(options: Options, seed: int) -> SKDWM3DTask:
+    return SKDWM3DTask(options, seed)
+
+
+__all__ = ["DESCRIPTION", "LossWeights", "Options", "SKDWM3DTask", "build_task"]

@@ -1,0 +1,79 @@
+"""``options:`` of an skd_wm3d run, validated into a typed object (errors name the bad key)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class LossWeights(BaseModel):
+    """Weights of the loss terms (each branch; the distillation term acts on the MDN only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heatmap: float = Field(1.0, ge=0, allow_inf_nan=False)
+    size2d: float = Field(0.1, ge=0, allow_inf_nan=False, description="L1 of the 2D box size, input pixels")
+    offset2d: float = Field(1.0, ge=0, allow_inf_nan=False)
+    depth: float = Field(1.0, ge=0, allow_inf_nan=False, description="Laplacian L1 of the centre depth")
+    projection: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: projected 3D box vs 2D box")
+    alignment: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: depth-map points vs box footprint")
+    dimension_prior: float = Field(0.1, ge=0, allow_inf_nan=False, description="weak: dimensions vs class mean")
+    offset3d: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
+    dimensions: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
+    orientation: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
+    distillation: float = Field(1.0, ge=0, allow_inf_nan=False, description="MDN ← DSN at the objects' cells")
+
+
+class Options(BaseModel):
+    """``options:`` of an skd_wm3d run.
+
+    The four switches give the benchmark's arms: ``supervision: full`` (3D labels; the ceiling) or ``weak``
+    (2D boxes + a depth estimate only); ``self_distillation`` adds the DSN and the MDN ← DSN transfer;
+    ``uncertainty`` weights that transfer by the DSN's depth uncertainty; ``modulation`` keeps the branches'
+    learning paces in step (gradient-targeted transfer modulation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Literal["road"] = Field("road", description="road world (the KITTI loader is not written yet)")
+    image_size: tuple[int, int] = Field((96, 320), description="(H, W) of the network input")
+    train_size: int = Field(3712, gt=0, description="road world: training frames")
+    val_size: int = Field(500, gt=0, description="road world: validation frames (model selection)")
+    test_size: int = Field(1000, gt=0, description="road world: test frames")
+    data_seed: int = Field(0, ge=0, description="road world: seed of the frames (fixed across training seeds)")
+    cache: bool = Field(True, description="render each road split once into the disk cache")
+    classes: tuple[str, ...] = Field(("Car", "Pedestrian", "Cyclist"), description="detected classes")
+
+    backbone: Literal["resnet18", "resnet34"] = "resnet18"
+    backbone_width: int = Field(32, gt=0)
+    pretrained_backbone: str | None = Field(
+        "builtin", description="warm start of the image encoder: 'builtin' or a safetensors file; null = random")
+    num_bins: int = Field(12, gt=1, description="orientation bins of the observation angle")
+    head_channels: int = Field(64, gt=0, description="channels of the heads' 3×3 convolution")
+    shared_trunk: bool = Field(True, description="one 3×3 convolution shared by all heads (CPU-sized; false = "
+                                                 "monodle's separate branch per output, ~7× the head's compute)")
+    initial_depth: float = Field(20.0, gt=0, allow_inf_nan=False, description="depth (m) the heads start at")
+
+    supervision: Literal["full", "weak"] = "weak"
+    self_distillation: bool = Field(True, description="train the DSN jointly and transfer DSN → MDN")
+    uncertainty: bool = Field(True, description="weight the transfer by the DSN's depth uncertainty "
+                                                "(only with self_distillation)")
+    modulation: bool = Field(True, description="gradient-targeted transfer modulation (only with self_distillation)")
+    shared_encoder: bool = Field(False, description="DSN and MDN share the image encoder")
+    distillation_margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="soft margin m of the transfer")
+    modulation_alpha: float = Field(1.0, gt=0, allow_inf_nan=False, description="α of the modulation coefficient")
+    depth_quantile: float = Field(0.3, gt=0, lt=1, allow_inf_nan=False,
+                                  description="weak depth target: quantile of the depth estimate inside the box")
+    box_shrink: float = Field(0.2, ge=0, lt=0.5, allow_inf_nan=False,
+                              description="share of the 2D box cut from each side before reading depth")
+    weights: LossWeights = LossWeights()
+
+    flip: bool = Field(True, description="horizontal flip augmentation (ry → π − ry, principal point mirrored)")
+    top_k: int = Field(50, gt=0, description="detections kept per image")
+    score_threshold: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _check(self) -> Options:
+        if any(side % 32 for side in self.image_size):
+            raise ValueError(f"options.image_size {self.image_size}: both sides must be multiples of 32")
+        return self

@@ -1,0 +1,270 @@
+"""The SKD-WM3D task: losses of the two branches, the DSN → MDN transfer, its modulation, KITTI evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from distill3d.data.worlds.road import MEAN_DIMENSIONS
+from distill3d.engine.task import TaskBase
+from distill3d.geometry import mono3d as geometry
+from distill3d.losses import mono3d as losses
+from distill3d.methods.skd_wm3d.data import (
+    EVAL_KEYS,
+    FULL_TRAIN_KEYS,
+    RAGGED,
+    WEAK_TRAIN_KEYS,
+    Objects,
+    flatten_objects,
+    flip_batch,
+    ground_truth_frames,
+    input_to_kitti_pixels,
+    road_split,
+)
+from distill3d.methods.skd_wm3d.options import Options
+from distill3d.metrics.kitti import FrameAnnotations, evaluate_kitti
+from distill3d.models.mono3d import DepthFusedMono3DNet, Mono3DNet, SelfDistilledMono3D
+from distill3d.models.resnet import ResNet, load_encoder_weights
+from distill3d.weights import resolve_encoder_weights
+
+STRIDE = 4
+SKY_DEPTH = 80.0
+"""The road world's depth estimator writes this into sky / invalid pixels; depth samples ≥ it are ignored."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    mean = images.new_tensor(IMAGENET_MEAN)[None, :, None, None]
+    std = images.new_tensor(IMAGENET_STD)[None, :, None, None]
+    return (images - mean) / std
+
+
+class SKDWM3DTask(TaskBase):
+    """Weakly supervised monocular 3D detection with depth-guided self-knowledge distillation (module docstring
+    of :mod:`distill3d.methods.skd_wm3d`)."""
+
+    def __init__(self, options: Options, seed: int) -> None:
+        self.options, self.seed = options, seed
+        self.class_means = torch.tensor([MEAN_DIMENSIONS[name] for name in options.classes])
+        self._splits: dict[str, Dataset] = {}
+        self._last_task_losses: tuple[float, float] | None = None
+
+    # ------------------------------------------------------------------ model
+    def _encoder(self) -> ResNet:
+        return ResNet(self.options.backbone, 0, self.options.backbone_width)
+
+    def build_model(self) -> nn.Module:
+        o = self.options
+        heads = {"head_channels": o.head_channels, "initial_depth": o.initial_depth, "shared_trunk": o.shared_trunk}
+        mdn = Mono3DNet(self._encoder(), len(o.classes), o.num_bins, **heads)
+        dsn = DepthFusedMono3DNet(self._encoder(), len(o.classes), o.num_bins, **heads) if o.self_distillation else None
+        return SelfDistilledMono3D(mdn, dsn, shared_encoder=o.shared_encoder)
+
+    def warm_start(self, model: nn.Module) -> None:
+        o = self.options
+        if o.pretrained_backbone is None:
+            return
+        path = resolve_encoder_weights(o.pretrained_backbone, o.backbone, o.backbone_width)
+        for branch in (model.mdn, model.dsn):
+            if branch is not None:
+                load_encoder_weights(branch.encoder, path)
+
+    def setup(self, device: torch.device, dist: Any) -> None:
+        self.class_means = self.class_means.to(device)
+
+    # ------------------------------------------------------------------ data
+    def _split(self, split: str, size: int, keys: tuple[str, ...]) -> Dataset:
+        if split not in self._splits:
+            o = self.options
+            self._splits[split] = road_split(split, size, o.data_seed, o.image_size, keys, o.cache)
+        return self._splits[split]
+
+    def train_set(self) -> Dataset:
+        keys = FULL_TRAIN_KEYS if self.options.supervision == "full" else WEAK_TRAIN_KEYS
+        return self._split("train", self.options.train_size, keys)
+
+    def val_set(self) -> Dataset:
+        return self._split("val", self.options.val_size, EVAL_KEYS)
+
+    def test_sets(self) -> dict[str, Dataset]:
+        return {"test": self._split("test", self.options.test_size, EVAL_KEYS)}
+
+    def collate(self, samples: list[Any]) -> Any:
+        from distill3d.data.cache import collate_ragged
+
+        return collate_ragged(samples, RAGGED)
+
+    # ------------------------------------------------------------------ training
+    def _decode_boxes(self, outputs: dict[str, torch.Tensor], objects: Objects, cells: torch.Tensor,
+                      P: torch.Tensor, width: int) -> dict[str, torch.Tensor]:
+        """Differentiable 3D boxes of the objects from one branch's maps at their cells: centre (N, 3), dims
+        (N, 3), ry (N,), depth (N,), log_sigma (N,), and the raw attributes that the transfer compares."""
+        at = {name: geometry.gather_at(value, objects.batch_index, cells) for name, value in outputs.items()}
+        cell_xy = torch.stack([cells % width, torch.div(cells, width, rounding_mode="floor")], dim=1).float()
+        uv = (cell_xy + at["offset3d"]) * STRIDE
+        depth = geometry.depth_from_raw(at["depth"][:, 0])
+        dims = geometry.dimensions_from_log_ratio(at["dimensions"], self.class_means[objects.classes])
+        alpha = geometry.soft_bins_to_alpha(at["orientation"][:, : self.options.num_bins],
+                                            at["orientation"][:, self.options.num_bins :])
+        centre = geometry.lift_centre(uv, depth, P[objects.batch_index])
+        ry = alpha + torch.atan2(centre[:, 0], centre[:, 2])
+        return {"centre": centre, "dims": dims, "ry": ry, "alpha": alpha, "depth": depth,
+                "log_sigma": at["depth_log_sigma"][:, 0], "at": at, "cell_xy": cell_xy}
+
+    def _branch_losses(self, outputs: dict[str, torch.Tensor], objects: Objects, targets: dict[str, torch.Tensor],
+                       batch: dict[str, Any], weak: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, dict]:
+        w = self.options.weights
+        width = outputs["heatmap"].shape[-1]
+        cells = targets["cell_index"]
+        decoded = self._decode_boxes(outputs, objects, cells, batch["P2_image"], width)
+        at = decoded["at"]
+        terms = {"heatmap": losses.focal_heatmap_loss(outputs["heatmap"], targets["heatmap"])}
+        if len(cells):
+            terms["size2d"] = (at["size2d"] - targets["size2d"]).abs().mean()
+            terms["offset2d"] = (at["offset2d"] - targets["offset2d"]).abs().mean()
+        if objects.boxes3d is not None:  # full supervision: the ceiling
+            terms.update(self._full_terms(decoded, objects, batch))
+        elif weak is not None and len(cells):
+            height, width_px = batch["image"].shape[-2:]
+            valid = torch.isfinite(weak["depth"])
+            if bool(valid.any()):
+                terms["depth"] = losses.laplacian_l1(decoded["depth"][valid], weak["depth"][valid],
+                                                     decoded["log_sigma"][valid])
+            terms["projection"] = losses.projection_consistency_loss(
+                decoded["centre"], decoded["dims"], decoded["ry"], batch["P2_image"][objects.batch_index],
+                objects.boxes2d, (width_px, height))
+            terms["alignment"] = losses.point_box_alignment_loss(decoded["centre"], decoded["dims"], decoded["ry"],
+                                                                 weak["points"], weak["valid"])
+            terms["dimension_prior"] = losses.dimension_prior_loss(at["dimensions"])
+        total = sum(getattr(w, name) * value for name, value in terms.items())
+        return total, {"terms": terms, "decoded": decoded}
+
+    def _full_terms(self, decoded: dict, objects: Objects, batch: dict[str, Any]) -> dict:
+        """3D-label losses (the supervised ceiling): projected-centre offset, depth, dimensions, multibin angle."""
+        boxes = objects.boxes3d
+        centre = boxes[:, :3] - torch.stack([torch.zeros_like(boxes[:, 3]), boxes[:, 3] / 2,
+                                             torch.zeros_like(boxes[:, 3])], dim=1)
+        P = batch["P2_image"][objects.batch_index]
+        projected = (P[:, :, :3] @ centre[:, :, None])[..., 0] + P[:, :, 3]
+        uv = projected[:, :2] / projected[:, 2:]
+        at = decoded["at"]
+        alpha = torch.remainder(boxes[:, 6] - torch.atan2(boxes[:, 0], boxes[:, 2]) + math.pi, 2 * math.pi) - math.pi
+        bins, residual = geometry.alpha_to_bins(alpha, self.options.num_bins)
+        logits = at["orientation"][:, : self.options.num_bins]
+        residuals = at["orientation"][:, self.options.num_bins :].gather(1, bins[:, None])[:, 0]
+        log_ratio = torch.log(boxes[:, 3:6] / self.class_means[objects.classes])
+        return {"offset3d": (at["offset3d"] - (uv / STRIDE - decoded["cell_xy"])).abs().mean(),
+                "depth": losses.laplacian_l1(decoded["depth"], projected[:, 2], decoded["log_sigma"]),
+                "dimensions": (at["dimensions"] - log_ratio).abs().mean(),
+                "orientation": nn.functional.cross_entropy(logits.float(), bins)
+                + (residuals - residual).abs().mean()}
+
+    def _weak_cues(self, batch: dict[str, Any], objects: Objects) -> dict[str, torch.Tensor]:
+        """Per-object cues from the depth ESTIMATE: robust box depth (N,) m and back-projected points."""
+        o = self.options
+        depth_map = batch["depth_estimate"]
+        surface = losses.box_depth_target(depth_map, objects.boxes2d, objects.batch_index, o.depth_quantile,
+                                          o.box_shrink, max_depth=SKY_DEPTH)
+        # the box centre lies behind the visible surface: half the class-mean width (reconstruction)
+        centre_depth = surface + 0.5 * self.class_means[objects.classes, 1]
+        points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
+                                              max_depth=SKY_DEPTH)
+        # camera-2 points → rectified label frame
+        offset = torch.linalg.solve(batch["P2_image"][objects.batch_index, :, :3],
+                                    batch["P2_image"][objects.batch_index, :, 3:])[..., 0]
+        return {"depth": centre_depth, "points": points - offset[:, None, :], "valid": valid}
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        o = self.options
+        images = batch["image"]
+        if o.flip:
+            batch = flip_batch(batch, torch.rand(len(images), device=images.device) < 0.5)
+        objects = flatten_objects(batch, o.image_size, o.classes)
+        height, width = images.shape[-2] // STRIDE, images.shape[-1] // STRIDE
+        targets = geometry.heatmap_targets(objects.boxes2d, objects.classes, objects.batch_index, len(images),
+                                           len(o.classes), (height, width), STRIDE)
+        weak = self._weak_cues(batch, objects) if o.supervision == "weak" and len(objects.classes) else None
+        depth_input = batch["depth_estimate"][:, None] if o.self_distillation else None
+        outputs = {branch: {name: value.float() for name, value in maps.items()}
+                   for branch, maps in model(normalise(batch["image"]), depth_input).items()}
+        mdn_loss, mdn = self._branch_losses(outputs["mdn"], objects, targets, batch, weak)
+        logged = {f"mdn_{k}": v.detach() for k, v in mdn["terms"].items()}
+        loss = mdn_loss
+        if o.self_distillation:
+            dsn_loss, dsn = self._branch_losses(outputs["dsn"], objects, targets, batch, weak)
+            logged.update({f"dsn_{k}": v.detach() for k, v in dsn["terms"].items()})
+            transfer = self._transfer(mdn["decoded"], dsn["decoded"]) if len(objects.classes) else mdn_loss * 0
+            logged["transfer"] = transfer.detach()
+            loss = loss + dsn_loss + o.weights.distillation * transfer
+            self._last_task_losses = (float(mdn_loss.detach()), float(dsn_loss.detach()))
+        return {"loss": loss, "mdn_loss": mdn_loss.detach(), **logged}
+
+    def _transfer(self, student: dict, teacher: dict) -> torch.Tensor:
+        """MDN ← DSN at the objects' cells (both branches see the same image, so the same cell is the same
+        object): depth with the DSN's Laplacian uncertainty (when ``uncertainty``), 3D-centre offset, dimensions
+        and the observation angle as (sin, cos), each with the soft margin."""
+        o = self.options
+        m = o.distillation_margin
+        sigma = teacher["log_sigma"][:, None] if o.uncertainty else None
+        depth = losses.uncertainty_distillation_loss(student["depth"][:, None], teacher["depth"][:, None], sigma, m)
+
+        def angle(d: dict) -> torch.Tensor:
+            return torch.stack([torch.sin(d["alpha"]), torch.cos(d["alpha"])], dim=1)
+
+        rest = torch.cat([student["at"]["offset3d"], student["at"]["dimensions"], angle(student)], dim=1)
+        target = torch.cat([teacher["at"]["offset3d"], teacher["at"]["dimensions"], angle(teacher)], dim=1)
+        return depth + losses.uncertainty_distillation_loss(rest, target, None, m)
+
+    def before_optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+        """Gradient-targeted transfer modulation: slow the branch whose task loss falls faster."""
+        o = self.options
+        if not (o.self_distillation and o.modulation) or self._last_task_losses is None:
+            return
+        mdn_loss, dsn_loss = self._last_task_losses
+        k_dsn, k_mdn = losses.transfer_modulation_coefficients(torch.tensor(mdn_loss), torch.tensor(dsn_loss),
+                                                               o.modulation_alpha)
+        module = getattr(model, "module", model)
+        losses.scale_gradients(module.dsn_parameters(), float(k_dsn))
+        losses.scale_gradients(module.mdn_parameters(), float(k_mdn))
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[FrameAnnotations]:
+        """MDN detections (image only) of a batch as KITTI records in the original frame's pixels."""
+        o = self.options
+        module = getattr(model, "module", model)
+        outputs = module.mdn(normalise(batch["image"]))
+        detections = geometry.decode_detections(outputs, batch["P2_image"], self.class_means, top_k=o.top_k,
+                                                stride=STRIDE)
+        frames = []
+        for found in detections:
+            keep = found["score"] >= o.score_threshold
+            boxes3d = found["boxes3d"][keep].double().cpu().numpy()
+            bbox = input_to_kitti_pixels(found["box2d"][keep].double(), o.image_size).cpu().numpy()
+            names = np.asarray([o.classes[int(c)] for c in found["class"][keep]], dtype=str)
+            frames.append(FrameAnnotations.from_boxes3d(names, boxes3d, bbox, found["score"][keep].double()
+                                                        .cpu().numpy()))
+        return frames
+
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        """KITTI AP (R40 and R11, IoU 0.7 / 0.5, BEV and 3D) of the MDN on one split; headline keys
+        ``ap_bev_r40_moderate_05`` and ``ap_3d_r40_moderate_05`` for the first class."""
+        gt, dt = [], []
+        for batch in batches:
+            gt.extend(ground_truth_frames({k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
+                                           for k, v in batch.items()}))
+            dt.extend(self.predict(model, batch))
+        result = evaluate_kitti(gt, dt, classes=self.options.classes, metrics=("bbox", "bev", "3d"))
+        metrics = result.to_dict(include_aos=False)
+        first = self.options.classes[0]
+        summary = {f"ap_{kind.lower()}_r40_moderate_{'07' if setting == 'strict' else '05'}":
+                   metrics[f"KITTI/{first}_{kind}_AP40_moderate_{setting}"]
+                   for kind in ("BEV", "3D") for setting in ("strict", "loose")}
+        return {**summary, **{k.removeprefix("KITTI/"): v for k, v in metrics.items()}}
