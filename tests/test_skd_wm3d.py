@@ -20,6 +20,7 @@ from distill3d.methods.skd_wm3d.data import (
     kitti_to_input_pixels,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:fewer than 41 valid GT boxes")  # tiny splits, by design
 TINY = ["options.image_size=[64, 192]", "options.train_size=6", "options.val_size=4", "options.test_size=4",
         "options.backbone_width=8", "options.pretrained_backbone=null", "options.cache=false",
         "train.batch_size=3", "train.epochs=1", "train.precision=fp32", "train.channels_last=false",
@@ -89,3 +90,25 @@ def test_tiny_run_trains_evaluates_and_reloads(tmp_path: Path, arm: list[str]) -
     for frame in frames:
         assert frame.has_scores or len(frame) == 0
         assert (frame.dimensions > 0).all()
+
+
+def test_kitti_run_from_a_local_folder(tmp_path: Path) -> None:
+    """dataset: kitti — the six shared KITTI frames, depth PNGs made from their LiDAR scans (a stand-in for a
+    depth estimator's output): trains, selects on held-out training ids, evaluates on ImageSets/val.txt."""
+    from conftest import shared_path
+    from test_kitti_detection import write_sparse_depth
+
+    root = shared_path("data", "kitti")
+    depth_root = tmp_path / "depth"
+    for frame in ("000000", "000001", "000002", "000003", "000004", "000005"):
+        write_sparse_depth(root, frame, depth_root)
+    overrides = [*TINY, "options.dataset=kitti", f"options.kitti_root={root}", f"options.depth_root={depth_root}",
+                 "options.kitti_val_from_train=2"]
+    run_dir, task, model = train_recipe("skd_wm3d", overrides, tmp_path, "kitti")
+    assert len(task.train_set()) == 4 and len(task.val_set()) == 2 and len(task.test_sets()["test"]) == 6
+    sample = task.train_set()[0]
+    assert "boxes3d" not in sample and "image_size_original" in sample
+    batch = task.collate([task.test_sets()["test"][i] for i in range(2)])
+    frames = task.predict(model, batch)
+    assert len(frames) == 2
+    assert "val/ap_bev_r40_moderate_05" in (run_dir / "metrics.csv").read_text()

@@ -3,27 +3,29 @@
 Weak supervision sees only images, 2D boxes with their class, the camera and a depth ESTIMATE: the weak training
 split is cached with :data:`WEAK_TRAIN_KEYS` only, so no 3D box, observation angle or true depth ever reaches a
 weak training step (a test checks it). Full supervision (the ceiling arm) adds the 3D boxes. Validation and test
-splits carry the labels the KITTI evaluation needs.
+splits carry the labels the KITTI evaluation needs (:func:`distill3d.data.kitti_detection.evaluation_frames`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from distill3d.data.cache import MaterializedDataset
+from distill3d.data.kitti_detection import KittiDetectionDataset
 from distill3d.data.worlds.road import CLASS_NAMES, KITTI_IMAGE_SIZE, RoadDataset
-from distill3d.metrics.kitti import FrameAnnotations
 
 WEAK_TRAIN_KEYS = ("image", "depth_estimate", "K", "P2_image", "boxes2d", "labels")
-"""What a weakly supervised training step may see."""
+"""What a weakly supervised training step may see (road world; KITTI adds its frames' original sizes)."""
 FULL_TRAIN_KEYS = (*WEAK_TRAIN_KEYS, "boxes3d")
 EVAL_KEYS = (*FULL_TRAIN_KEYS, "P2", "truncation", "occlusion", "alpha", "dontcare")
-RAGGED = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare")
+KITTI_EXTRA_KEYS = ("image_size_original", "neighbour_boxes2d", "neighbour_boxes3d", "neighbour_labels")
+RAGGED = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare", "neighbour_boxes2d",
+          "neighbour_boxes3d", "neighbour_labels")
 
 
 def road_split(split: str, size: int, data_seed: int, image_size: tuple[int, int], keys: tuple[str, ...],
@@ -36,16 +38,39 @@ def road_split(split: str, size: int, data_seed: int, image_size: tuple[int, int
                                ragged_keys=[k for k in keys if k in RAGGED])
 
 
-def kitti_to_input_pixels(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """(N, 4) boxes in the original 1242×375 frame → pixels of the (H, W) input (half-pixel convention)."""
-    scale = boxes.new_tensor([image_size[1] / KITTI_IMAGE_SIZE[1], image_size[0] / KITTI_IMAGE_SIZE[0]] * 2)
-    return (boxes + 0.5) * scale - 0.5
+def kitti_split(root: Path, ids: list[str], depth_root: Path, image_size: tuple[int, int], keys: tuple[str, ...],
+                evaluation: bool, cache: bool) -> MaterializedDataset:
+    """KITTI frames ``ids`` read once (PNG decoding and resizing) and kept with only ``keys`` (plus the frames'
+    original sizes; the evaluation splits also their Van / Person_sitting neighbours)."""
+    keys = (*keys, "image_size_original", *(KITTI_EXTRA_KEYS[1:] if evaluation else ()))
+    source = KittiDetectionDataset(root, split_ids=ids, image_size=image_size, depth_root=depth_root)
+    description = {"world": "kitti", "root": str(root), "depth_root": str(depth_root), "ids": ids,
+                   "image_size": list(image_size), "keys": list(keys)}
+    dataset = MaterializedDataset(source, keys, description if cache else None,
+                                  ragged_keys=[k for k in keys if k in RAGGED])
+    dataset.ids = ids  # frame ids, for result files
+    return dataset
 
 
-def input_to_kitti_pixels(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+def _scales(original: torch.Tensor | None, image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """(N, 4) or (4,) scale (W/W₀, H/H₀, W/W₀, H/H₀) from original sizes (N, 2) (H₀, W₀), or KITTI's 375×1242."""
+    if original is None:
+        return like.new_tensor([image_size[1] / KITTI_IMAGE_SIZE[1], image_size[0] / KITTI_IMAGE_SIZE[0]] * 2)
+    original = original.to(like)
+    return torch.stack([image_size[1] / original[:, 1], image_size[0] / original[:, 0]], dim=1).repeat(1, 2)
+
+
+def kitti_to_input_pixels(boxes: torch.Tensor, image_size: tuple[int, int],
+                          original_size: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 4) boxes in the original frame's pixels → pixels of the (H, W) input (half-pixel convention).
+    ``original_size``: (N, 2) (H₀, W₀) of each box's frame; None = KITTI's 375×1242 (the road world)."""
+    return (boxes + 0.5) * _scales(original_size, image_size, boxes) - 0.5
+
+
+def input_to_kitti_pixels(boxes: torch.Tensor, image_size: tuple[int, int],
+                          original_size: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse of :func:`kitti_to_input_pixels`."""
-    scale = boxes.new_tensor([image_size[1] / KITTI_IMAGE_SIZE[1], image_size[0] / KITTI_IMAGE_SIZE[0]] * 2)
-    return (boxes + 0.5) / scale - 0.5
+    return (boxes + 0.5) / _scales(original_size, image_size, boxes) - 0.5
 
 
 @dataclass
@@ -72,14 +97,15 @@ def flatten_objects(batch: dict[str, Any], image_size: tuple[int, int], class_na
     labels = torch.cat(list(batch["labels"])).to(device)
     classes = road_to_run.to(device)[labels]
     keep = classes >= 0
-    boxes2d = kitti_to_input_pixels(torch.cat(list(batch["boxes2d"])).to(device).float(), image_size)
+    original = batch["image_size_original"].to(device)[batch_index] if "image_size_original" in batch else None
+    boxes2d = kitti_to_input_pixels(torch.cat(list(batch["boxes2d"])).to(device).float(), image_size, original)
     boxes3d = torch.cat(list(batch["boxes3d"])).to(device).float()[keep] if "boxes3d" in batch else None
     return Objects(batch_index[keep], classes[keep], boxes2d[keep], boxes3d)
 
 
 def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     """Mirror the images where ``flip`` (B,) is true, with everything that depends on it: the depth estimate,
-    the 2D boxes (original-frame pixels: x → 1241 − x), the camera (``P' = F·P·diag(−1, 1, 1, 1)`` with
+    the 2D boxes (original-frame pixels: x → W₀ − 1 − x), the camera (``P' = F·P·diag(−1, 1, 1, 1)`` with
     ``F`` the image mirror, so the mirrored world x → −x projects exactly onto the mirrored image; K alike), and
     the 3D boxes (x → −x, ry → π − ry). Returns a new dict; the input is not changed."""
     if not bool(flip.any()):
@@ -98,12 +124,12 @@ def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     out["P2_image"] = torch.where(flip[:, None, None], flipped_P, batch["P2_image"])
     flipped_K = mirror_image @ batch["K"] @ mirror_world[:3, :3]
     out["K"] = torch.where(flip[:, None, None], flipped_K, batch["K"])
-    kitti_width = KITTI_IMAGE_SIZE[1]
     boxes2d, boxes3d = [], []
     for i, boxes in enumerate(batch["boxes2d"]):
         if flip[i]:
-            boxes = torch.stack([kitti_width - 1 - boxes[:, 2], boxes[:, 1], kitti_width - 1 - boxes[:, 0],
-                                 boxes[:, 3]], dim=1)
+            right = (int(batch["image_size_original"][i, 1]) if "image_size_original" in batch
+                     else KITTI_IMAGE_SIZE[1]) - 1
+            boxes = torch.stack([right - boxes[:, 2], boxes[:, 1], right - boxes[:, 0], boxes[:, 3]], dim=1)
         boxes2d.append(boxes)
         if "boxes3d" in batch:
             box = batch["boxes3d"][i]
@@ -115,20 +141,3 @@ def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     if "boxes3d" in batch:
         out["boxes3d"] = boxes3d
     return out
-
-
-def ground_truth_frames(batch: dict[str, Any]) -> list[FrameAnnotations]:
-    """KITTI records of a collated evaluation batch (objects + DontCare rows; original-frame pixels)."""
-    frames = []
-    for i in range(len(batch["labels"])):
-        labels = batch["labels"][i].numpy()
-        boxes3d = batch["boxes3d"][i].double().numpy()
-        objects = FrameAnnotations(
-            name=np.asarray([CLASS_NAMES[j] for j in labels], dtype=str),
-            truncated=batch["truncation"][i].double().numpy(), occluded=batch["occlusion"][i].numpy(),
-            alpha=batch["alpha"][i].double().numpy(), bbox=batch["boxes2d"][i].double().numpy(),
-            dimensions=boxes3d[:, 3:6], location=boxes3d[:, :3], rotation_y=boxes3d[:, 6],
-            score=np.full(len(labels), np.nan))
-        ignored = FrameAnnotations.dont_care(batch["dontcare"][i].numpy())
-        frames.append(FrameAnnotations.concatenate([objects, ignored]))
-    return frames

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class LossWeights(BaseModel):
@@ -35,7 +36,13 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: Literal["road"] = Field("road", description="road world (the KITTI loader is not written yet)")
+    dataset: Literal["road", "kitti"] = Field("road", description="road world, or KITTI from a local folder")
+    kitti_root: Path | None = Field(None, description="KITTI object folder (training/{image_2,calib,label_2}, "
+                                                      "ImageSets/{train,val}.txt)")
+    depth_root: Path | None = Field(None, description="KITTI: folder of <id>.png 16-bit depth estimates "
+                                                      "(value / 256 = metres, 0 = invalid) at the image size")
+    kitti_val_from_train: int = Field(300, gt=0, description="KITTI: last training ids held out for model "
+                                                             "selection (the val split is the test split)")
     image_size: tuple[int, int] = Field((96, 320), description="(H, W) of the network input")
     train_size: int = Field(3712, gt=0, description="road world: training frames")
     val_size: int = Field(500, gt=0, description="road world: validation frames (model selection)")
@@ -72,8 +79,15 @@ class Options(BaseModel):
     top_k: int = Field(50, gt=0, description="detections kept per image")
     score_threshold: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
 
+    @field_validator("kitti_root", "depth_root")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().resolve()
+
     @model_validator(mode="after")
     def _check(self) -> Options:
+        if self.dataset == "kitti" and (self.kitti_root is None or self.depth_root is None):
+            raise ValueError("options.kitti_root and options.depth_root are required with dataset: kitti")
         if any(side % 32 for side in self.image_size):
             raise ValueError(f"options.image_size {self.image_size}: both sides must be multiples of 32")
         return self

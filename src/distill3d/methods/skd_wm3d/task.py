@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from distill3d.data.kitti_detection import evaluation_frames
+from distill3d.data.kitti_io import read_split_file
 from distill3d.data.worlds.road import MEAN_DIMENSIONS
 from distill3d.engine.task import TaskBase
 from distill3d.geometry import mono3d as geometry
@@ -23,8 +25,8 @@ from distill3d.methods.skd_wm3d.data import (
     Objects,
     flatten_objects,
     flip_batch,
-    ground_truth_frames,
     input_to_kitti_pixels,
+    kitti_split,
     road_split,
 )
 from distill3d.methods.skd_wm3d.options import Options
@@ -81,9 +83,20 @@ class SKDWM3DTask(TaskBase):
 
     # ------------------------------------------------------------------ data
     def _split(self, split: str, size: int, keys: tuple[str, ...]) -> Dataset:
+        """A split with only ``keys``: road world ``train / val / test``; KITTI ``train`` = ImageSets/train.txt
+        minus its last ``kitti_val_from_train`` ids (which are ``val``, for model selection), ``test`` =
+        ImageSets/val.txt (the usual 3,712 / 3,769 protocol; never used for selection)."""
         if split not in self._splits:
             o = self.options
-            self._splits[split] = road_split(split, size, o.data_seed, o.image_size, keys, o.cache)
+            if o.dataset == "road":
+                self._splits[split] = road_split(split, size, o.data_seed, o.image_size, keys, o.cache)
+            else:
+                train = read_split_file(o.kitti_root / "ImageSets" / "train.txt")
+                hold_out = min(o.kitti_val_from_train, len(train) - 1)
+                ids = {"train": train[:-hold_out], "val": train[-hold_out:],
+                       "test": read_split_file(o.kitti_root / "ImageSets" / "val.txt")}[split]
+                self._splits[split] = kitti_split(o.kitti_root, ids, o.depth_root, o.image_size, keys,
+                                                  evaluation=split != "train", cache=o.cache)
         return self._splits[split]
 
     def train_set(self) -> Dataset:
@@ -244,10 +257,12 @@ class SKDWM3DTask(TaskBase):
         detections = geometry.decode_detections(outputs, batch["P2_image"], self.class_means, top_k=o.top_k,
                                                 stride=STRIDE)
         frames = []
-        for found in detections:
+        originals = batch.get("image_size_original")
+        for i, found in enumerate(detections):
             keep = found["score"] >= o.score_threshold
             boxes3d = found["boxes3d"][keep].double().cpu().numpy()
-            bbox = input_to_kitti_pixels(found["box2d"][keep].double(), o.image_size).cpu().numpy()
+            original = None if originals is None else originals[i : i + 1].expand(int(keep.sum()), 2)
+            bbox = input_to_kitti_pixels(found["box2d"][keep].double(), o.image_size, original).cpu().numpy()
             names = np.asarray([o.classes[int(c)] for c in found["class"][keep]], dtype=str)
             frames.append(FrameAnnotations.from_boxes3d(names, boxes3d, bbox, found["score"][keep].double()
                                                         .cpu().numpy()))
@@ -258,8 +273,7 @@ class SKDWM3DTask(TaskBase):
         ``ap_bev_r40_moderate_05`` and ``ap_3d_r40_moderate_05`` for the first class."""
         gt, dt = [], []
         for batch in batches:
-            gt.extend(ground_truth_frames({k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
-                                           for k, v in batch.items()}))
+            gt.extend(evaluation_frames(batch))
             dt.extend(self.predict(model, batch))
         result = evaluate_kitti(gt, dt, classes=self.options.classes, metrics=("bbox", "bev", "3d"))
         metrics = result.to_dict(include_aos=False)
