@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +15,7 @@ from distill3d.data.kitti_io import read_split_file
 from distill3d.data.worlds.road import MEAN_DIMENSIONS
 from distill3d.engine.task import TaskBase
 from distill3d.geometry import mono3d as geometry
+from distill3d.geometry.boxes3d import rotation_y_to_alpha
 from distill3d.losses import mono3d as losses
 from distill3d.methods.skd_wm3d.data import (
     EVAL_KEYS,
@@ -162,22 +162,18 @@ class SKDWM3DTask(TaskBase):
     def _full_terms(self, decoded: dict, objects: Objects, batch: dict[str, Any]) -> dict:
         """3D-label losses (the supervised ceiling): projected-centre offset, depth, dimensions, multibin angle."""
         boxes = objects.boxes3d
-        centre = boxes[:, :3] - torch.stack([torch.zeros_like(boxes[:, 3]), boxes[:, 3] / 2,
-                                             torch.zeros_like(boxes[:, 3])], dim=1)
-        P = batch["P2_image"][objects.batch_index]
-        projected = (P[:, :, :3] @ centre[:, :, None])[..., 0] + P[:, :, 3]
-        uv = projected[:, :2] / projected[:, 2:]
+        centre = geometry.box_centre(boxes)
+        uv, _ = geometry.project_centre(centre, batch["P2_image"][objects.batch_index])
         at = decoded["at"]
-        alpha = torch.remainder(boxes[:, 6] - torch.atan2(boxes[:, 0], boxes[:, 2]) + math.pi, 2 * math.pi) - math.pi
-        bins, residual = geometry.alpha_to_bins(alpha, self.options.num_bins)
+        bins, residual = geometry.alpha_to_bins(rotation_y_to_alpha(boxes[:, 6], boxes[:, :3]), self.options.num_bins)
         logits = at["orientation"][:, : self.options.num_bins]
         residuals = at["orientation"][:, self.options.num_bins :].gather(1, bins[:, None])[:, 0]
-        log_ratio = torch.log(boxes[:, 3:6] / self.class_means[objects.classes])
-        return {"offset3d": (at["offset3d"] - (uv / STRIDE - decoded["cell_xy"])).abs().mean(),
-                "depth": losses.laplacian_l1(decoded["depth"], projected[:, 2], decoded["log_sigma"]),
+        log_ratio = geometry.log_ratio_from_dimensions(boxes[:, 3:6], self.class_means[objects.classes])
+        offset3d = uv / STRIDE - decoded["cell_xy"]
+        return {"offset3d": (at["offset3d"] - offset3d).abs().mean(),
+                "depth": losses.laplacian_l1(decoded["depth"], centre[:, 2], decoded["log_sigma"]),
                 "dimensions": (at["dimensions"] - log_ratio).abs().mean(),
-                "orientation": nn.functional.cross_entropy(logits.float(), bins)
-                + (residuals - residual).abs().mean()}
+                "orientation": nn.functional.cross_entropy(logits, bins) + (residuals - residual).abs().mean()}
 
     def _weak_cues(self, batch: dict[str, Any], objects: Objects) -> dict[str, torch.Tensor]:
         """Per-object cues from the depth ESTIMATE: robust box depth (N,) m and back-projected points."""
