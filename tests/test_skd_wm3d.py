@@ -77,6 +77,7 @@ def test_flatten_objects_maps_pixels_and_classes() -> None:
     ["options.supervision=full", "options.self_distillation=false"],
     ["options.supervision=weak", "options.self_distillation=false"],
     ["options.supervision=weak"],  # the full method: DSN, uncertainty, modulation
+    ["options.supervision=weak", "train.precision=bf16"],  # evaluation decodes bf16 maps too
 ])
 def test_tiny_run_trains_evaluates_and_reloads(tmp_path: Path, arm: list[str]) -> None:
     run_dir, task, model = train_recipe("skd_wm3d", [*TINY, *arm], tmp_path, "run")

@@ -249,7 +249,7 @@ class SKDWM3DTask(TaskBase):
         """MDN detections (image only) of a batch as KITTI records in the original frame's pixels."""
         o = self.options
         module = getattr(model, "module", model)
-        outputs = module.mdn(normalise(batch["image"]))
+        outputs = {name: value.float() for name, value in module.mdn(normalise(batch["image"])).items()}  # bf16
         detections = geometry.decode_detections(outputs, batch["P2_image"], self.class_means, top_k=o.top_k,
                                                 stride=STRIDE)
         frames = []
