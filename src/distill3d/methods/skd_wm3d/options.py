@@ -19,7 +19,7 @@ class LossWeights(BaseModel):
     depth: float = Field(1.0, ge=0, allow_inf_nan=False, description="Laplacian L1 of the centre depth")
     projection: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: projected 3D box vs 2D box")
     alignment: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: depth-map points vs box footprint")
-    dimension_prior: float = Field(0.1, ge=0, allow_inf_nan=False, description="weak: dimensions vs class mean")
+    dimension_prior: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: dimensions vs class mean")
     offset3d: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
     dimensions: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
     orientation: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
