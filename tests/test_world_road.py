@@ -63,24 +63,24 @@ def test_samples_are_a_pure_function_of_split_index_and_seed() -> None:
 
 def test_labels_follow_kitti_conventions(frames) -> None:
     for frame in frames:
-        a = frame.annotations
-        assert np.allclose(a.boxes3d[:, 1], CAMERA_HEIGHT)  # every object stands on the ground
-        expected_alpha = np.mod(a.boxes3d[:, 6] - np.arctan2(a.boxes3d[:, 0], a.boxes3d[:, 2]) + np.pi, 2 * np.pi)
+        a = frame.objects
+        assert np.allclose(a.boxes3d()[:, 1], CAMERA_HEIGHT)  # every object stands on the ground
+        expected_alpha = np.mod(a.boxes3d()[:, 6] - np.arctan2(a.boxes3d()[:, 0], a.boxes3d()[:, 2]) + np.pi, 2 * np.pi)
         assert np.allclose(a.alpha, expected_alpha - np.pi)
-        assert np.all(a.boxes2d[:, :2] >= 0) and np.all(a.boxes2d[:, 2] <= KITTI_IMAGE_SIZE[1] - 1)
-        assert np.all(a.boxes2d[:, 3] <= KITTI_IMAGE_SIZE[0] - 1)
-        assert np.all((a.truncation >= 0) & (a.truncation <= 1)) and set(a.occlusion) <= {0, 1, 2, 3}
-    assert sum(len(f.annotations) for f in frames) >= 24
+        assert np.all(a.bbox[:, :2] >= 0) and np.all(a.bbox[:, 2] <= KITTI_IMAGE_SIZE[1] - 1)
+        assert np.all(a.bbox[:, 3] <= KITTI_IMAGE_SIZE[0] - 1)
+        assert np.all((a.truncated >= 0) & (a.truncated <= 1)) and set(a.occluded) <= {0, 1, 2, 3}
+    assert sum(len(f.objects) for f in frames) >= 24
 
 
 def test_2d_boxes_agree_with_the_projected_3d_boxes(frames) -> None:
     pixel = KITTI_IMAGE_SIZE[1] / SIZE[1]  # one rendered pixel in original-frame pixels
     ious = []
     for frame in frames:
-        a = frame.annotations
-        untruncated = a.truncation == 0
-        corners, projected = project_box3d_to_image(a.boxes3d[untruncated], KITTI_P2)
-        boxes = a.boxes2d[untruncated]
+        a = frame.objects
+        untruncated = a.truncated == 0
+        corners, projected = project_box3d_to_image(a.boxes3d()[untruncated], KITTI_P2)
+        boxes = a.bbox[untruncated]
         # The amodal silhouette lies inside the projected 3D box (up to a rendered pixel) ...
         assert np.all(boxes[:, :2] >= projected[:, :2] - pixel) and np.all(boxes[:, 2:] <= projected[:, 2:] + pixel)
         # ... and fills most of it: the 3D box is tight around the object.
@@ -96,10 +96,10 @@ def test_2d_boxes_agree_with_the_projected_3d_boxes(frames) -> None:
         "train", [0, 1, 2], seed=5, config=RoadConfig(image_size=SIZE, box2d_source="projection")
     )
     for frame in scene_frames:
-        a = frame.annotations
-        untruncated = a.truncation == 0
-        corners, _ = project_box3d_to_image(a.boxes3d[untruncated], KITTI_P2)
-        boxes = a.boxes2d[untruncated][:, None]
+        a = frame.objects
+        untruncated = a.truncated == 0
+        corners, _ = project_box3d_to_image(a.boxes3d()[untruncated], KITTI_P2)
+        boxes = a.bbox[untruncated][:, None]
         assert np.all((corners >= boxes[..., :2] - 1e-6) & (corners <= boxes[..., 2:] + 1e-6))
 
 
@@ -135,7 +135,7 @@ def test_occlusion_levels_on_constructed_scenes() -> None:
     assert lone_f.all_truncation[0] == 0.0
     assert hidden_f.all_occlusion[0] == 0 and hidden_f.all_occlusion[1] >= 2
     assert hidden_f.all_visible_fraction[1] < 0.5
-    assert buried_f.all_visible_fraction[1] == 0.0 and len(buried_f.annotations) == 1  # fully hidden: dropped
+    assert buried_f.all_visible_fraction[1] == 0.0 and len(buried_f.objects) == 1  # fully hidden: dropped
     assert side_f.all_occlusion.tolist() == [0, 0]
 
 
@@ -143,23 +143,23 @@ def test_truncation_of_a_car_half_out_of_the_image() -> None:
     z = 12.0
     x = (0.0 - KITTI_P2[0, 2]) * z / KITTI_P2[0, 0] - T2[0]  # bottom centre on the image's left edge
     frame = render_road_scenes([make_road_scene([_car(x, z, 0.0)])], CONFIG)[0]
-    a = frame.annotations
+    a = frame.objects
     assert len(a) == 1
-    assert 0.4 < a.truncation[0] < 0.6
-    assert a.boxes2d[0, 0] == 0.0 and a.occlusion[0] == 0
+    assert 0.4 < a.truncated[0] < 0.6
+    assert a.bbox[0, 0] == 0.0 and a.occluded[0] == 0
 
 
 def test_kitti_label_round_trip(exported: Path) -> None:
     frames = road_frames("train", list(range(32)), seed=3, config=CONFIG)
     for index in (0, 7, 31):
         read = read_label_file(exported / "training" / "label_2" / f"{index:06d}.txt")
-        a = frames[index].annotations
+        a = frames[index].objects
         objects = read.select(read.name != "DontCare")
-        assert objects.name.tolist() == a.category.tolist()
-        assert np.allclose(objects.boxes3d(), a.boxes3d, atol=0.005 + 1e-9)
-        assert np.allclose(objects.bbox, a.boxes2d, atol=0.005 + 1e-9)
-        assert np.array_equal(objects.occluded, a.occlusion)
-        assert np.allclose(objects.truncated, a.truncation, atol=0.005 + 1e-9)
+        assert objects.name.tolist() == a.name.tolist()
+        assert np.allclose(objects.boxes3d(), a.boxes3d(), atol=0.005 + 1e-9)
+        assert np.allclose(objects.bbox, a.bbox, atol=0.005 + 1e-9)
+        assert np.array_equal(objects.occluded, a.occluded)
+        assert np.allclose(objects.truncated, a.truncated, atol=0.005 + 1e-9)
         assert np.allclose(objects.alpha, a.alpha, atol=0.005 + 1e-9)
     assert (exported / "training" / "image_2" / "000000.png").is_file()
     assert (exported / "training" / "calib" / "000031.txt").is_file()

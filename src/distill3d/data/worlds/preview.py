@@ -108,10 +108,9 @@ def _road_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 2) -> lis
     for frame in road_frames("train", list(range(n)), seed, config):
         tile = to_pil(frame.image, zoom)
         draw = ImageDraw.Draw(tile)
-        a = frame.annotations
-        if len(a):
-            corners, _ = project_box3d_to_image(a.boxes3d, projection)
-            for box_corners, label in zip(zoom_points(corners, zoom), a.labels, strict=True):
+        if len(frame.objects):
+            corners, _ = project_box3d_to_image(frame.objects.boxes3d(), projection)
+            for box_corners, label in zip(zoom_points(corners, zoom), frame.labels, strict=True):
                 for i, j in BOX3D_EDGES:
                     if np.isfinite(box_corners[[i, j]]).all():
                         draw.line([*box_corners[i], *box_corners[j]], fill=CLASS_COLORS[int(label)], width=1)

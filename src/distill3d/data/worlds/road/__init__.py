@@ -20,8 +20,8 @@ Camera and frames
   thing as on KITTI.  :func:`image_to_kitti_pixels` / :func:`kitti_to_image_pixels` convert coordinates.
   ``depth`` and ``K`` belong to the rendered image.
 
-Labels (:class:`RoadAnnotations`)
----------------------------------
+Labels (``RoadFrame.objects``: one :class:`~distill3d.metrics.kitti.FrameAnnotations` record)
+-----------------------------------------------------------------------------------------
 * ``boxes3d`` ``(x, y, z, h, w, l, ry)``: bottom centre, KITTI's convention (:mod:`distill3d.geometry.boxes3d`);
   the box is tight around the object's primitives.
 * ``boxes2d`` ``(x1, y1, x2, y2)``: the tight box of the object's *amodal* silhouette (the object rendered
@@ -56,7 +56,7 @@ from __future__ import annotations
 from distill3d.data.worlds.road.dataset import RoadDataset
 from distill3d.data.worlds.road.depth import estimated_depth
 from distill3d.data.worlds.road.export import export_kitti
-from distill3d.data.worlds.road.frames import RoadAnnotations, RoadFrame, render_road_scenes, road_frame, road_frames
+from distill3d.data.worlds.road.frames import RoadFrame, render_road_scenes, road_frame, road_frames
 from distill3d.data.worlds.road.scene import (
     CAMERA_HEIGHT,
     CLASS_NAMES,
@@ -87,7 +87,6 @@ __all__ = [
     "MEAN_DIMENSIONS",
     "SPLITS",
     "WORLD_ID",
-    "RoadAnnotations",
     "RoadConfig",
     "RoadDataset",
     "RoadFrame",

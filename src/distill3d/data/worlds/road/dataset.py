@@ -71,7 +71,7 @@ class RoadDataset(Dataset):
         estimates = estimated_depth(torch.stack([frame.depth for frame in frames]), estimate_rngs)
         samples = []
         for index, frame, estimate in zip(indices, frames, estimates, strict=True):
-            a = frame.annotations
+            a = frame.objects
             samples.append({
                 "image": frame.image,
                 "depth": frame.depth,
@@ -79,13 +79,13 @@ class RoadDataset(Dataset):
                 "K": torch.from_numpy(frame.K).float(),
                 "P2_image": P2_image.clone(),
                 "P2": torch.from_numpy(frame.P2).float(),
-                "boxes2d": torch.from_numpy(a.boxes2d).float().reshape(-1, 4),
-                "boxes3d": torch.from_numpy(a.boxes3d).float().reshape(-1, 7),
-                "labels": torch.from_numpy(a.labels),
-                "truncation": torch.from_numpy(a.truncation).float(),
-                "occlusion": torch.from_numpy(a.occlusion),
-                "alpha": torch.from_numpy(np.asarray(a.alpha)).float(),
-                "dontcare": torch.from_numpy(a.dontcare).float().reshape(-1, 4),
+                "boxes2d": torch.from_numpy(a.bbox).float().reshape(-1, 4),
+                "boxes3d": torch.from_numpy(a.boxes3d()).float().reshape(-1, 7),
+                "labels": torch.from_numpy(frame.labels),
+                "truncation": torch.from_numpy(a.truncated).float(),
+                "occlusion": torch.from_numpy(a.occluded.astype(np.int64)),
+                "alpha": torch.from_numpy(a.alpha).float(),
+                "dontcare": torch.from_numpy(frame.dontcare).float().reshape(-1, 4),
                 "index": torch.tensor(index, dtype=torch.int64),
             })  # fmt: skip
         return samples

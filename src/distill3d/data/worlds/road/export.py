@@ -66,7 +66,7 @@ def export_kitti(
                 name = f"{index:06d}"
                 save_image(to_pil(frame.image), training / "image_2" / f"{name}.png")
                 write_calib_file(training / "calib" / f"{name}.txt", calib)
-                write_label_file(training / "label_2" / f"{name}.txt", frame.annotations.to_kitti(), with_score=False)
+                write_label_file(training / "label_2" / f"{name}.txt", frame.kitti_record(), with_score=False)
         ids = [f"{i:06d}" for i in range(n_frames)]
         n_train = n_frames - round(val_fraction * n_frames)
         (staging / "ImageSets").mkdir()

@@ -33,54 +33,16 @@ from distill3d.metrics.kitti import FrameAnnotations
 
 
 @dataclass
-class RoadAnnotations:
-    """Labels of one frame's N objects (numpy; boxes2d and truncation in the original KITTI pixel frame).
-
-    category (N,) str; labels (N,) int64 class ids (:data:`CLASS_NAMES`); boxes3d (N, 7) float64
-    ``(x, y, z, h, w, l, ry)``; boxes2d (N, 4) float64 ``(x1, y1, x2, y2)``; truncation (N,) in [0, 1];
-    occlusion (N,) int64 0-3; visible_fraction (N,); alpha (N,) radians; dontcare (M, 4) float64 DontCare
-    regions.
-    """
-
-    category: np.ndarray
-    labels: np.ndarray
-    boxes3d: np.ndarray
-    boxes2d: np.ndarray
-    truncation: np.ndarray
-    occlusion: np.ndarray
-    visible_fraction: np.ndarray
-    alpha: np.ndarray
-    dontcare: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def to_kitti(self) -> FrameAnnotations:
-        """The objects plus DontCare rows, as written to ``label_2``."""
-        objects = FrameAnnotations(
-            name=self.category,
-            truncated=self.truncation,
-            occluded=self.occlusion,
-            alpha=self.alpha,
-            bbox=self.boxes2d,
-            dimensions=self.boxes3d[:, 3:6],
-            location=self.boxes3d[:, 0:3],
-            rotation_y=self.boxes3d[:, 6],
-            score=np.full(len(self), np.nan),
-        )
-        return FrameAnnotations.concatenate([objects, FrameAnnotations.dont_care(self.dontcare)])
-
-
-
-
-@dataclass
 class RoadFrame:
     """One rendered frame.
 
     image (3, H, W) float32 in [0, 1]; depth (H, W) float32 camera-2 z in metres, 0 = no surface (sky);
     instance (H, W) int64 (objects 0..N-1 in scene order, :data:`GROUND_INSTANCE` for the ground, 1001+ other
     scenery, -1 sky); K (3, 3) intrinsics of the rendered image; P2 (3, 4) original-frame projection;
-    annotations (labels in the original frame); all_* arrays cover every object of the scene (before
+    objects: the kept objects' KITTI record (:class:`~distill3d.metrics.kitti.FrameAnnotations`: class name,
+    truncation, occlusion, alpha, 2D box in the original frame, dimensions, bottom-centre location, ry; no score);
+    labels (N,) int64 class ids (:data:`CLASS_NAMES`) and visible_fraction (N,) of the same objects; dontcare
+    (M, 4) DontCare regions (original frame); all_* arrays cover every object of the scene (before
     dropping hidden ones): all_visible_fraction (N_all,), all_occlusion (N_all,), all_truncation (N_all,),
     all_boxes2d (N_all, 4) (NaN where the object has no pixel in the image).
     """
@@ -90,11 +52,18 @@ class RoadFrame:
     instance: torch.Tensor
     K: np.ndarray
     P2: np.ndarray
-    annotations: RoadAnnotations
+    objects: FrameAnnotations
+    labels: np.ndarray
+    visible_fraction: np.ndarray
+    dontcare: np.ndarray
     all_visible_fraction: np.ndarray
     all_occlusion: np.ndarray
     all_truncation: np.ndarray
     all_boxes2d: np.ndarray
+
+    def kitti_record(self) -> FrameAnnotations:
+        """The objects plus DontCare rows, as written to ``label_2``."""
+        return FrameAnnotations.concatenate([self.objects, FrameAnnotations.dont_care(self.dontcare)])
 
 
 def _sky(scenes: Sequence[RoadScene], image_size: tuple[int, int], K: np.ndarray) -> np.ndarray:
@@ -197,17 +166,14 @@ def render_road_scenes(scenes: Sequence[RoadScene], config: RoadConfig = RoadCon
         tall = (boxes2d[:, 3] - boxes2d[:, 1]) >= config.min_box_height
         keep, dontcare = seen & tall, seen & ~tall
         category = np.array([o.category for o in scene.objects], dtype=str).reshape(-1)
-        annotations = RoadAnnotations(
-            category=category[keep],
-            labels=np.array([CLASS_NAMES.index(c) for c in category[keep]], np.int64),
-            boxes3d=boxes3d[keep],
-            boxes2d=boxes2d[keep],
-            truncation=truncation[keep],
-            occlusion=occlusion[keep],
-            visible_fraction=fraction[keep],
-            alpha=rotation_y_to_alpha(boxes3d[keep, 6], boxes3d[keep, :3]),
-            dontcare=boxes2d[dontcare],
+        kept_boxes3d = boxes3d[keep]
+        objects = FrameAnnotations(
+            name=category[keep], truncated=truncation[keep], occluded=occlusion[keep],
+            alpha=rotation_y_to_alpha(kept_boxes3d[:, 6], kept_boxes3d[:, :3]), bbox=boxes2d[keep],
+            dimensions=kept_boxes3d[:, 3:6], location=kept_boxes3d[:, :3], rotation_y=kept_boxes3d[:, 6],
+            score=np.full(int(keep.sum()), np.nan),
         )
+        labels = np.array([CLASS_NAMES.index(c) for c in category[keep]], np.int64)
         image = out.rgb[b] * scene.exposure
         if scene.noise_std > 0:
             generator = torch.Generator().manual_seed(scene.noise_seed)
@@ -219,7 +185,10 @@ def render_road_scenes(scenes: Sequence[RoadScene], config: RoadConfig = RoadCon
                 instance=out.instance[b],
                 K=K.copy(),
                 P2=KITTI_P2.copy(),
-                annotations=annotations,
+                objects=objects,
+                labels=labels,
+                visible_fraction=fraction[keep],
+                dontcare=boxes2d[dontcare],
                 all_visible_fraction=fraction,
                 all_occlusion=occlusion,
                 all_truncation=truncation,
