@@ -87,7 +87,7 @@ def test_samples_have_the_road_datasets_layout(samples) -> None:
     assert samples[0]["image_size_original"].tolist() == [370, 1224]  # KITTI sizes vary by drive
     assert samples[1]["image_size_original"].tolist() == [375, 1242]
     batch = KittiDetectionDataset.collate(samples)
-    assert batch["image"].shape == (6, 3, *SIZE) and isinstance(batch["boxes2d"], list)
+    assert batch["image"].shape == (6, 3, *SIZE) and isinstance(batch["bbox"], list)
 
 
 def test_cameras_follow_the_road_worlds_convention(root: Path, samples) -> None:
@@ -110,7 +110,7 @@ def test_car_boxes_project_onto_their_2d_boxes(samples) -> None:
                                               image_size=(SIZE[1], SIZE[0]))
         height, width = sample["image_size_original"].tolist()
         scale = torch.tensor([SIZE[1] / width, SIZE[0] / height] * 2, dtype=torch.float64)
-        boxes2d = (sample["boxes2d"][car].double() + 0.5) * scale - 0.5  # original → input pixels
+        boxes2d = (sample["bbox"][car].double() + 0.5) * scale - 0.5  # original → input pixels
         assert torch.allclose(projected, boxes2d, atol=1.0), (projected, boxes2d)
         cars += int(car.sum())
     assert cars == 5
@@ -239,4 +239,4 @@ def test_missing_and_malformed_files_name_the_file(root: Path, tmp_path: Path) -
     split.write_text("000002\n000003\n")
     assert KittiDetectionDataset(root, split_file=split).ids == ["000002", "000003"]
     images_only = KittiDetectionDataset(root, split_ids=["000002"], with_labels=False)[0]
-    assert "boxes2d" not in images_only and images_only["image"].shape == (3, *SIZE)
+    assert "bbox" not in images_only and images_only["image"].shape == (3, *SIZE)

@@ -36,7 +36,7 @@ def test_weak_training_split_has_no_3d_labels_or_true_depth() -> None:
     task = build_task(Options(image_size=(64, 192), train_size=4, cache=False, pretrained_backbone=None), 0)
     sample = task.train_set()[0]
     assert set(sample) == {*WEAK_TRAIN_KEYS, "index"}
-    for forbidden in ("boxes3d", "depth", "alpha", "truncation", "occlusion"):
+    for forbidden in ("boxes3d", "depth", "alpha", "truncated", "occluded"):
         assert forbidden not in sample
     full = build_task(Options(image_size=(64, 192), train_size=4, cache=False, supervision="full",
                               pretrained_backbone=None), 0)
@@ -69,7 +69,7 @@ def test_flatten_objects_maps_pixels_and_classes() -> None:
     labels = torch.cat(batch["labels"])
     assert len(objects.classes) == int((labels == 0).sum())
     assert bool((objects.classes == 0).all())
-    expected = kitti_to_input_pixels(torch.cat(batch["boxes2d"])[labels == 0].float(), (64, 192))
+    expected = kitti_to_input_pixels(torch.cat(batch["bbox"])[labels == 0].float(), (64, 192))
     torch.testing.assert_close(objects.boxes2d, expected)
 
 

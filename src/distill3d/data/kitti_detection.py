@@ -12,14 +12,14 @@ Pixel frames (the road world's conventions, :mod:`distill3d.data.worlds.road`):
 * ``image`` is the original image resized to ``image_size`` (H, W) with an anti-aliased bilinear filter
   (PIL-style, half-pixel centres); ``K`` and ``P2_image`` belong to that resized image
   (:func:`distill3d.geometry.camera.resize_intrinsics`: ``u' = (u + ½)·s_x − ½``), ``P2`` to the original image.
-* ``boxes2d``, ``dontcare`` and the neighbour boxes are in the ORIGINAL pixels of that frame, as in the label
+* ``bbox``, ``dontcare`` and the neighbour boxes are in the ORIGINAL pixels of that frame, as in the label
   file, so KITTI's difficulty filters (box height ≥ 40 / 25 px) mean what they mean in the devkit. KITTI's
   original sizes differ by a few pixels between drives, so each sample carries ``image_size_original`` (2,)
   ``(H, W)``: a box maps into the resized image as ``(x + ½)·W/W_orig − ½`` (likewise y). For a 1242×375 frame
   this is exactly the road world's :func:`~distill3d.data.worlds.road.kitti_to_image_pixels`.
 
 Classes (:data:`distill3d.data.worlds.road.CLASS_NAMES` = Car, Pedestrian, Cyclist): their rows become
-``labels`` / ``boxes2d`` / ``boxes3d`` / ... . The official evaluation ignores (does not miss) a Van when
+``labels`` / ``bbox`` / ``boxes3d`` / ... . The official evaluation ignores (does not miss) a Van when
 evaluating Car and a Person_sitting when evaluating Pedestrian, matched in 2D, BEV or 3D, so these rows are kept
 apart as ``neighbour_*`` (:data:`NEIGHBOUR_CLASS_NAMES`) with their 3D boxes; :func:`evaluation_frames` puts
 objects, neighbours and DontCare regions back into the records the evaluator takes. Truck, Tram, Misc and any
@@ -151,10 +151,10 @@ class KittiDetectionDataset(Dataset):
     * image (3, H, W) float32 in [0, 1]; depth_estimate (H, W) float32 metres, ``max_depth`` where invalid
       (only with ``depth_root``); K (3, 3) float32 of the resized image; P2_image (3, 4) float32 label frame →
       resized image; P2 (3, 4) float32 label frame → original pixels; image_size_original (2,) int64 (H, W);
-    * with labels: boxes2d (N, 4) float32 original pixels; boxes3d (N, 7) float32 ``(x, y, z, h, w, l, ry)``
-      bottom centre, rectified camera-0 frame, metres; labels (N,) int64 into ``CLASS_NAMES``; truncation (N,)
-      float32; occlusion (N,) int64; alpha (N,) float32; dontcare (M, 4) float32 original pixels;
-      neighbour_boxes2d (K, 4), neighbour_boxes3d (K, 7) float32 and neighbour_labels (K,) int64 into
+    * with labels: bbox (N, 4) float32 original pixels; boxes3d (N, 7) float32 ``(x, y, z, h, w, l, ry)``
+      bottom centre, rectified camera-0 frame, metres; labels (N,) int64 into ``CLASS_NAMES``; truncated (N,)
+      float32; occluded (N,) int64; alpha (N,) float32; dontcare (M, 4) float32 original pixels;
+      neighbour_bbox (K, 4), neighbour_boxes3d (K, 7) float32 and neighbour_labels (K,) int64 into
       :data:`NEIGHBOUR_CLASS_NAMES` (Van / Person_sitting, for the evaluation only);
     * index () int64 (position in the dataset; ``dataset.ids[index]`` is the frame id).
 
@@ -174,8 +174,8 @@ class KittiDetectionDataset(Dataset):
             sample is read; the message names the file.
     """
 
-    ragged_keys = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare",
-                   "neighbour_boxes2d", "neighbour_boxes3d", "neighbour_labels")
+    ragged_keys = ("bbox", "boxes3d", "labels", "truncated", "occluded", "alpha", "dontcare",
+                   "neighbour_bbox", "neighbour_boxes3d", "neighbour_labels")
 
     def __init__(
         self,
@@ -283,14 +283,14 @@ def _label_tensors(objects: FrameAnnotations) -> dict[str, torch.Tensor]:
     labels, neighbours = class_ids(CLASS_NAMES), class_ids(NEIGHBOUR_CLASS_NAMES)
     kept, other = objects[labels >= 0], objects[neighbours >= 0]
     return {
-        "boxes2d": floats(kept.bbox, 4),
+        "bbox": floats(kept.bbox, 4),
         "boxes3d": floats(kept.boxes3d(), 7),
         "labels": torch.from_numpy(labels[labels >= 0]),
-        "truncation": floats(kept.truncated),
-        "occlusion": torch.from_numpy(kept.occluded.astype(np.int64)),
+        "truncated": floats(kept.truncated),
+        "occluded": torch.from_numpy(kept.occluded.astype(np.int64)),
         "alpha": floats(kept.alpha),
         "dontcare": floats(objects.bbox[objects.name == DONTCARE], 4),
-        "neighbour_boxes2d": floats(other.bbox, 4),
+        "neighbour_bbox": floats(other.bbox, 4),
         "neighbour_boxes3d": floats(other.boxes3d(), 7),
         "neighbour_labels": torch.from_numpy(neighbours[neighbours >= 0]),
     }
@@ -304,7 +304,7 @@ def _label_tensors(objects: FrameAnnotations) -> dict[str, torch.Tensor]:
 def evaluation_frames(batch: dict[str, Any]) -> list[FrameAnnotations]:
     """Ground-truth records of a collated batch for :func:`distill3d.metrics.kitti.evaluate_kitti`.
 
-    Per frame: the objects of ``CLASS_NAMES`` (``labels``, ``boxes2d``, ``boxes3d``, ``truncation``,
+    Per frame: the objects of ``CLASS_NAMES`` (``labels``, ``bbox``, ``boxes3d``, ``truncated``,
     ``occlusion``, ``alpha``), then the neighbours (Van / Person_sitting; truncation and occlusion −1 and alpha
     from the box, values the evaluation never reads for them), then the DontCare regions; every 2D box in
     original-frame pixels. A batch without the ``neighbour_*`` keys (e.g. the road world) gets none.
@@ -315,15 +315,15 @@ def evaluation_frames(batch: dict[str, Any]) -> list[FrameAnnotations]:
         boxes3d = batch["boxes3d"][i].cpu().double().numpy()
         parts = [FrameAnnotations(
             name=np.asarray([CLASS_NAMES[j] for j in labels], dtype=str),
-            truncated=batch["truncation"][i].cpu().double().numpy(), occluded=batch["occlusion"][i].cpu().numpy(),
-            alpha=batch["alpha"][i].cpu().double().numpy(), bbox=batch["boxes2d"][i].cpu().double().numpy(),
+            truncated=batch["truncated"][i].cpu().double().numpy(), occluded=batch["occluded"][i].cpu().numpy(),
+            alpha=batch["alpha"][i].cpu().double().numpy(), bbox=batch["bbox"][i].cpu().double().numpy(),
             dimensions=boxes3d[:, 3:6], location=boxes3d[:, :3], rotation_y=boxes3d[:, 6],
             score=np.full(len(labels), np.nan))]
         if "neighbour_labels" in batch:
             names = np.asarray([NEIGHBOUR_CLASS_NAMES[j] for j in batch["neighbour_labels"][i].cpu().numpy()],
                                dtype=str)
             neighbours = FrameAnnotations.from_boxes3d(names, batch["neighbour_boxes3d"][i].cpu().double().numpy(),
-                                                       batch["neighbour_boxes2d"][i].cpu().double().numpy())
+                                                       batch["neighbour_bbox"][i].cpu().double().numpy())
             parts.append(neighbours)
         parts.append(FrameAnnotations.dont_care(batch["dontcare"][i].cpu().numpy()))
         frames.append(FrameAnnotations.concatenate(parts))

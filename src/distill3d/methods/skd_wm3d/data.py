@@ -19,12 +19,12 @@ from distill3d.data.cache import MaterializedDataset
 from distill3d.data.kitti_detection import KittiDetectionDataset
 from distill3d.data.worlds.road import CLASS_NAMES, KITTI_IMAGE_SIZE, RoadDataset
 
-WEAK_TRAIN_KEYS = ("image", "depth_estimate", "K", "P2_image", "boxes2d", "labels")
+WEAK_TRAIN_KEYS = ("image", "depth_estimate", "K", "P2_image", "bbox", "labels")
 """What a weakly supervised training step may see (road world; KITTI adds its frames' original sizes)."""
 FULL_TRAIN_KEYS = (*WEAK_TRAIN_KEYS, "boxes3d")
-EVAL_KEYS = (*FULL_TRAIN_KEYS, "P2", "truncation", "occlusion", "alpha", "dontcare")
-KITTI_EXTRA_KEYS = ("image_size_original", "neighbour_boxes2d", "neighbour_boxes3d", "neighbour_labels")
-RAGGED = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare", "neighbour_boxes2d",
+EVAL_KEYS = (*FULL_TRAIN_KEYS, "P2", "truncated", "occluded", "alpha", "dontcare")
+KITTI_EXTRA_KEYS = ("image_size_original", "neighbour_bbox", "neighbour_boxes3d", "neighbour_labels")
+RAGGED = ("bbox", "boxes3d", "labels", "truncated", "occluded", "alpha", "dontcare", "neighbour_bbox",
           "neighbour_boxes3d", "neighbour_labels")
 
 
@@ -98,7 +98,7 @@ def flatten_objects(batch: dict[str, Any], image_size: tuple[int, int], class_na
     classes = road_to_run.to(device)[labels]
     keep = classes >= 0
     original = batch["image_size_original"].to(device)[batch_index] if "image_size_original" in batch else None
-    boxes2d = kitti_to_input_pixels(torch.cat(list(batch["boxes2d"])).to(device).float(), image_size, original)
+    boxes2d = kitti_to_input_pixels(torch.cat(list(batch["bbox"])).to(device).float(), image_size, original)
     boxes3d = torch.cat(list(batch["boxes3d"])).to(device).float()[keep] if "boxes3d" in batch else None
     return Objects(batch_index[keep], classes[keep], boxes2d[keep], boxes3d)
 
@@ -125,7 +125,7 @@ def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     flipped_K = mirror_image @ batch["K"] @ mirror_world[:3, :3]
     out["K"] = torch.where(flip[:, None, None], flipped_K, batch["K"])
     boxes2d, boxes3d = [], []
-    for i, boxes in enumerate(batch["boxes2d"]):
+    for i, boxes in enumerate(batch["bbox"]):
         if flip[i]:
             right = (int(batch["image_size_original"][i, 1]) if "image_size_original" in batch
                      else KITTI_IMAGE_SIZE[1]) - 1
@@ -137,7 +137,7 @@ def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
                 ry = torch.remainder(math.pi - box[:, 6] + math.pi, 2 * math.pi) - math.pi
                 box = torch.cat([-box[:, :1], box[:, 1:6], ry[:, None]], dim=1)
             boxes3d.append(box)
-    out["boxes2d"] = boxes2d
+    out["bbox"] = boxes2d
     if "boxes3d" in batch:
         out["boxes3d"] = boxes3d
     return out

@@ -28,8 +28,9 @@ class RoadDataset(Dataset):
       depth_estimate (H, W) float32 (:func:`estimated_depth`); K (3, 3) float32 of the rendered image;
       P2_image (3, 4) float32 label frame → rendered image; P2 (3, 4) float32 label frame → original
       1242×375 pixels;
-    * boxes2d (N, 4) float32 in the original 1242×375 frame; boxes3d (N, 7) float32; labels (N,) int64;
-      truncation (N,) float32; occlusion (N,) int64; alpha (N,) float32; dontcare (M, 4) float32;
+    * per object, named like :class:`~distill3d.metrics.kitti.FrameAnnotations`' fields: bbox (N, 4) float32 in
+      the original 1242×375 frame; boxes3d (N, 7) float32 (``FrameAnnotations.boxes3d()``); labels (N,) int64
+      class ids; truncated (N,) float32; occluded (N,) int64; alpha (N,) float32; dontcare (M, 4) float32;
       index () int64.
 
     :meth:`collate` stacks the fixed-size entries and keeps the per-object ones as lists.  Batched access
@@ -40,7 +41,7 @@ class RoadDataset(Dataset):
 
     #: per-object entries (a different number of rows per frame); cache them with
     #: ``MaterializedDataset(..., ragged_keys=RoadDataset.ragged_keys)``.
-    ragged_keys = ("boxes2d", "boxes3d", "labels", "truncation", "occlusion", "alpha", "dontcare")
+    ragged_keys = ("bbox", "boxes3d", "labels", "truncated", "occluded", "alpha", "dontcare")
 
     def __init__(
         self,
@@ -79,11 +80,11 @@ class RoadDataset(Dataset):
                 "K": torch.from_numpy(frame.K).float(),
                 "P2_image": P2_image.clone(),
                 "P2": torch.from_numpy(frame.P2).float(),
-                "boxes2d": torch.from_numpy(a.bbox).float().reshape(-1, 4),
+                "bbox": torch.from_numpy(a.bbox).float().reshape(-1, 4),
                 "boxes3d": torch.from_numpy(a.boxes3d()).float().reshape(-1, 7),
                 "labels": torch.from_numpy(frame.labels),
-                "truncation": torch.from_numpy(a.truncated).float(),
-                "occlusion": torch.from_numpy(a.occluded.astype(np.int64)),
+                "truncated": torch.from_numpy(a.truncated).float(),
+                "occluded": torch.from_numpy(a.occluded.astype(np.int64)),
                 "alpha": torch.from_numpy(a.alpha).float(),
                 "dontcare": torch.from_numpy(frame.dontcare).float().reshape(-1, 4),
                 "index": torch.tensor(index, dtype=torch.int64),
