@@ -55,6 +55,7 @@ def bomb(levels: int = 7, width: int = 9) -> str:
          r"unknown config key 'train\.optimizer\.lrr' \(allowed under 'train\.optimizer': betas, lr, momentum"),
         ("method: a\ntrain:\n  epoch: 3\n", r"unknown config key 'train\.epoch' \(allowed under 'train': batch_size"),
         ("method: a\nmethd: 3\n", r"unknown config key 'methd' \(allowed top-level keys: method, name"),
+        ("method: a\nseed: " + "9" * 5000 + "\n", r"cfg\.yaml:2: .*an integer of 5000 characters is too large"),
     ],
 )
 def test_config_mistakes_give_one_line_naming_the_file_and_key(tmp_path: Path, text, needle) -> None:

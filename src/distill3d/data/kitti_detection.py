@@ -305,7 +305,7 @@ def evaluation_frames(batch: dict[str, Any]) -> list[FrameAnnotations]:
     """Ground-truth records of a collated batch for :func:`distill3d.metrics.kitti.evaluate_kitti`.
 
     Per frame: the objects of ``CLASS_NAMES`` (``labels``, ``bbox``, ``boxes3d``, ``truncated``,
-    ``occlusion``, ``alpha``), then the neighbours (Van / Person_sitting; truncation and occlusion −1 and alpha
+    ``occluded``, ``alpha``), then the neighbours (Van / Person_sitting; truncation and occlusion −1 and alpha
     from the box, values the evaluation never reads for them), then the DontCare regions; every 2D box in
     original-frame pixels. A batch without the ``neighbour_*`` keys (e.g. the road world) gets none.
     """

@@ -410,7 +410,10 @@ def read_calib_file(path: PathLike) -> KittiCalib:
     if missing:
         raise DataFormatError(path, f"missing calibration entries: {', '.join(missing)}")
     rotation = matrices["R0_rect"]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
+    with np.errstate(over="ignore", invalid="ignore"):  # huge entries: refused below, without numpy's warning
+        not_rotation = (not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)
+                        or not abs(np.linalg.det(rotation) - 1) <= 1e-3)
+    if not_rotation:
         raise DataFormatError(path, "R0_rect is not a rotation matrix (R·Rᵀ ≠ I or det ≠ 1)")
     for key in ("P0", "P1", "P2", "P3"):
         focal = matrices[key][[0, 1], [0, 1]]

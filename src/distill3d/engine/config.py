@@ -79,6 +79,19 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """YAML integers; one beyond Python's digit limit for int() (``sys.get_int_max_str_digits``) is a YAML error
+        naming its line, not a raw ValueError."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(str(node.value))} characters is too large to read", node.start_mark
+            ) from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     """Number of nodes of ``node`` with every alias expanded (memoised: linear in the composed graph)."""
