@@ -131,7 +131,8 @@ def main() -> None:
                      f"{column('ap_3d_r40_moderate_07')} | {column('ap_2d_r40_moderate_07')} | "
                      f"{column('train_minutes')} | "
                      + ", ".join(f"{r['ap_bev_r40_moderate_05']:.1f}" for r in runs_of_arm) + " |")
-    lines += ["", "Chance level: a detector that places boxes at random scores ≈ 0 AP.", "", "Checks (issue #10):",
+    lines += ["", "Chance level (not measured): boxes placed at random score ≈ 0 AP at these IoU thresholds.", "",
+              "Checks (issue #10):",
               "", *checks(results), "", f"Wall time {total:.1f} min."]
     print(write_report(name, "\n".join(lines), args.out))
     json_arms = {arm: {key: [r[key] for r in rows] for key in (*METRICS, "train_minutes")}
