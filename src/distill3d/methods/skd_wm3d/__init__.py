@@ -31,6 +31,7 @@ stated, the rest is the documented reconstruction of ``../shared/papers/METHODS.
 
 from __future__ import annotations
 
+from distill3d.methods.skd_wm3d.deploy import export, predict
 from distill3d.methods.skd_wm3d.options import LossWeights, Options
 from distill3d.methods.skd_wm3d.task import SKDWM3DTask
 
@@ -41,4 +42,4 @@ def build_task(options: Options, seed: int) -> SKDWM3DTask:
     return SKDWM3DTask(options, seed)
 
 
-__all__ = ["DESCRIPTION", "LossWeights", "Options", "SKDWM3DTask", "build_task"]
+__all__ = ["DESCRIPTION", "LossWeights", "Options", "SKDWM3DTask", "build_task", "export", "predict"]
