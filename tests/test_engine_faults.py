@@ -244,3 +244,18 @@ def test_report_survives_a_corrupt_last_checkpoint(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"last\.pt: not a readable"):
         report = write_run_report(run)
     assert "val/mse" in report.markdown
+
+
+def test_curves_draw_the_monitored_and_headline_metrics_only(tmp_path) -> None:
+    """A KITTI evaluation logs ≈ 130 validation metrics: the curves keep the monitored one and the shortest names."""
+    from distill3d.engine import report
+
+    series = {f"val/Class{i:03d}_BEV_AP40_moderate_loose": [(1, 10, 0.5)] for i in range(40)}
+    series["val/ap"] = [(1, 10, 0.4)]
+    series["val/zz_monitored_metric_with_a_long_name"] = [(1, 10, 0.3)]
+    series["train/loss"] = [(1, 10, 1.0)]
+    monitor = "val/zz_monitored_metric_with_a_long_name"
+    panels = report.validation_panels(series, monitor)
+    assert len(panels) == report.MAX_VALIDATION_PANELS
+    assert panels[:2] == [monitor, "val/ap"] and all(k.startswith("val/Class") for k in panels[2:])
+    assert report.plot_curves(series, tmp_path / "curves.png", "run", monitor).is_file()

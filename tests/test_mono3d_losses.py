@@ -11,6 +11,7 @@ from distill3d.errors import ShapeError
 from distill3d.geometry.boxes3d import project_box3d_to_image
 from distill3d.losses.mono3d import (
     box_depth_target,
+    covered_by_nearer_boxes,
     dimension_prior_loss,
     focal_heatmap_loss,
     laplacian_l1,
@@ -152,6 +153,28 @@ def test_box_depth_target_recovers_constant_and_planar_depth() -> None:
     assert target[2].item() == pytest.approx(8.0 + 0.1 * (28.0 + 0.3 * 24.0), abs=0.1 * 1.5)
     median = box_depth_target(depth, boxes, batch_index, quantile=0.5, shrink=0.2)
     assert median[1].item() == pytest.approx(10.0 + 0.05 * 80.0, abs=0.05 * 3.0)
+
+
+def test_depth_target_ignores_samples_inside_nearer_objects_boxes() -> None:
+    """A far car (bottom edge higher) partly hidden by a nearer one: its target must not read the occluder."""
+    depth = torch.full((2, 60, 100), 30.0, dtype=DTYPE)
+    depth[0, 20:60, 0:56] = 10.0  # the nearer object's pixels in image 0
+    far, near = [30.0, 10.0, 70.0, 40.0], [0.0, 20.0, 55.0, 59.0]  # near: lower bottom edge (y2 59 > 40)
+    boxes = torch.tensor([far, near, far], dtype=DTYPE)
+    batch_index = torch.tensor([0, 0, 1])
+    plain = box_depth_target(depth, boxes, batch_index, quantile=0.3, shrink=0.1)
+    aware = box_depth_target(depth, boxes, batch_index, quantile=0.3, shrink=0.1, exclude_nearer_boxes=True)
+    assert plain[0].item() == pytest.approx(10.0)  # the occluder fills > 30 % of the far box
+    assert aware[0].item() == pytest.approx(30.0)
+    assert aware[1].item() == pytest.approx(10.0)  # the nearer box itself is not masked by the farther one
+    assert aware[2].item() == pytest.approx(30.0)  # another image's boxes never mask
+    uv = torch.tensor([[[35.0, 30.0], [60.0, 30.0]], [[5.0, 30.0], [40.0, 50.0]], [[35.0, 30.0], [60.0, 30.0]]],
+                      dtype=DTYPE)
+    covered = covered_by_nearer_boxes(uv, boxes, batch_index)
+    assert covered.tolist() == [[True, False], [False, False], [False, False]]
+    points, valid = surface_points(depth, boxes, batch_index, torch.eye(3, dtype=DTYPE).expand(2, 3, 3),
+                                   exclude_nearer_boxes=True)
+    assert (points[0, :, 2][valid[0]] == 30.0).all() and valid[0].any()
 
 
 def test_box_depth_target_ignores_invalid_pixels_and_returns_nan_without_any() -> None:

@@ -187,3 +187,15 @@ def test_decode_runs_on_network_outputs():
         assert image["boxes3d"].shape == (10, 7) and bool(torch.isfinite(image["boxes3d"]).all())
         assert float(image["score"].max()) < 1 and float(image["boxes3d"][:, 2].min()) > 0
         assert float(image["alpha"].abs().max()) <= math.pi
+
+
+def test_dimension_bound_keeps_log_ratios_inside_and_is_identity_near_zero():
+    head = Mono3DHead(8, head_channels=8, dimension_bound=0.3)
+    with torch.no_grad():
+        head.branches["dimensions"][-1].bias.copy_(torch.tensor([5.0, -5.0, 0.001]))
+    values = head(torch.zeros(1, 8, 3, 4))["dimensions"]
+    assert values.abs().max() <= 0.3
+    np.testing.assert_allclose(values[0, :2, 0, 0].detach(), [0.3, -0.3], atol=1e-6)
+    np.testing.assert_allclose(values[0, 2].detach(), 0.001, rtol=1e-5)  # b·tanh(x/b) ≈ x for small x
+    with pytest.raises(ValueError, match="dimension_bound"):
+        Mono3DHead(8, dimension_bound=0.0)

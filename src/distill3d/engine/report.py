@@ -29,14 +29,27 @@ def _series(rows: list[tuple[int, int, str, float]]) -> dict[str, list[tuple[int
     return series
 
 
-def plot_curves(series: dict[str, list[tuple[int, int, float]]], path: Path, title: str) -> Path | None:
-    """Training loss against step and every validation metric against epoch, one panel each."""
+MAX_VALIDATION_PANELS = 11
+"""Curves drawn at most (a KITTI evaluation logs ≈ 130 metrics; drawing each took ≈ 10 s per report)."""
+
+
+def validation_panels(series: dict[str, list[tuple[int, int, float]]], monitor: str | None = None) -> list[str]:
+    """The validation metrics drawn: the monitored one first, then the shortest names (the headline metrics), at
+    most :data:`MAX_VALIDATION_PANELS`."""
+    keys = sorted((k for k in series if k.startswith("val/")), key=lambda k: (k != monitor, len(k), k))
+    return keys[:MAX_VALIDATION_PANELS]
+
+
+def plot_curves(series: dict[str, list[tuple[int, int, float]]], path: Path, title: str,
+                monitor: str | None = None) -> Path | None:
+    """Training loss against step and the validation metrics against epoch, one panel each: the monitored one
+    first, then the shortest names (the headline metrics), at most :data:`MAX_VALIDATION_PANELS`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    val_keys = sorted(k for k in series if k.startswith("val/"))
+    val_keys = validation_panels(series, monitor)
     panels = (["train/loss"] if "train/loss" in series else []) + val_keys
     if not panels:
         return None
@@ -110,7 +123,7 @@ def write_run_report(run_dir: str | Path) -> RunReport:
         for epoch in sorted({e for k in train_keys for e, _, _ in series[k]}):
             lines.append(f"| {epoch} | " + " | ".join(f"{by_epoch[k].get(epoch, float('nan')):.4g}"
                                                       for k in train_keys) + " |")
-    plot = plot_curves(series, run_dir / "curves.png", run_dir.name)
+    plot = plot_curves(series, run_dir / "curves.png", run_dir.name, monitor)
     if plot is not None:
         lines += ["", f"![learning curves]({plot.name})"]
     markdown = "\n".join(lines) + "\n"

@@ -93,12 +93,19 @@ class Mono3DHead(nn.Module):
     ``shared_trunk=True`` is a light variant (SMOKE-like): ONE ``Conv3×3 → ReLU`` (default init) shared by all
     outputs, then a 1×1 conv per output; its 3×3 costs 1/8 of the eight branches' (these dominate the MDN's
     compute at ResNet-18 / width 32, see the module docstring).
+
+    ``dimension_bound`` b > 0 keeps the ``dimensions`` log-ratios in (−b, b): ``b·tanh(raw / b)`` (identity near
+    0), so sizes stay within ``exp(±b)`` of the class mean (b = 0.3: ×0.74 … ×1.35). Without 3D labels nothing
+    else stops the weak losses from trading size for depth and yaw (WeakM3D keeps sizes near class priors too).
     """
 
     def __init__(self, in_channels: int, num_classes: int = 3, num_bins: int = 12, head_channels: int = 64,
-                 initial_depth: float = 1.0, shared_trunk: bool = False) -> None:
+                 initial_depth: float = 1.0, shared_trunk: bool = False,
+                 dimension_bound: float | None = None) -> None:
         super().__init__()
-        self.num_classes, self.num_bins = num_classes, num_bins
+        if dimension_bound is not None and dimension_bound <= 0:
+            raise ValueError(f"dimension_bound must be > 0 or None, got {dimension_bound}")
+        self.num_classes, self.num_bins, self.dimension_bound = num_classes, num_bins, dimension_bound
 
         def hidden() -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(in_channels, head_channels, 3, padding=1), nn.ReLU(inplace=True))
@@ -121,7 +128,11 @@ class Mono3DHead(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.trunk is not None:
             features = self.trunk(features)
-        return {name: branch(features) for name, branch in self.branches.items()}
+        outputs = {name: branch(features) for name, branch in self.branches.items()}
+        if self.dimension_bound is not None:
+            bound = self.dimension_bound
+            outputs["dimensions"] = bound * torch.tanh(outputs["dimensions"] / bound)
+        return outputs
 
 
 class TopDownNeck(nn.Module):
@@ -152,16 +163,19 @@ class Mono3DNet(nn.Module):
             (``small_input`` → 1; see ``output_stride``).
         num_classes, num_bins: heat-map classes and orientation bins.
         neck_channels: width of the fused stride-4 features; head_channels: width of each head branch.
-        initial_depth: depth (m) the head predicts at init; shared_trunk: the light head (:class:`Mono3DHead`).
+        initial_depth: depth (m) the head predicts at init; shared_trunk, dimension_bound: see
+            :class:`Mono3DHead`.
     """
 
     def __init__(self, encoder: ResNet, num_classes: int = 3, num_bins: int = 12, neck_channels: int = 64,
-                 head_channels: int = 64, initial_depth: float = 1.0, shared_trunk: bool = False) -> None:
+                 head_channels: int = 64, initial_depth: float = 1.0, shared_trunk: bool = False,
+                 dimension_bound: float | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.output_stride = encoder_stride(encoder)
         self.neck = TopDownNeck(stage_channels(encoder), neck_channels)
-        self.head = Mono3DHead(neck_channels, num_classes, num_bins, head_channels, initial_depth, shared_trunk)
+        self.head = Mono3DHead(neck_channels, num_classes, num_bins, head_channels, initial_depth, shared_trunk,
+                               dimension_bound)
 
     def forward_stages(self, stage_maps: list[torch.Tensor],
                        return_features: bool = False) -> dict[str, torch.Tensor]:
@@ -234,7 +248,7 @@ class DepthFusedMono3DNet(nn.Module):
 
     def __init__(self, encoder: ResNet, num_classes: int = 3, num_bins: int = 12, depth_width: int = 16,
                  neck_channels: int = 64, head_channels: int = 64, initial_depth: float = 1.0,
-                 shared_trunk: bool = False) -> None:
+                 shared_trunk: bool = False, dimension_bound: float | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.output_stride = encoder_stride(encoder)
@@ -243,7 +257,8 @@ class DepthFusedMono3DNet(nn.Module):
         self.fusions = nn.ModuleList(_ConvBNReLU(c + d, c, kernel=1)
                                      for c, d in zip(image_channels, self.depth_encoder.widths, strict=True))
         self.neck = TopDownNeck(image_channels, neck_channels)
-        self.head = Mono3DHead(neck_channels, num_classes, num_bins, head_channels, initial_depth, shared_trunk)
+        self.head = Mono3DHead(neck_channels, num_classes, num_bins, head_channels, initial_depth, shared_trunk,
+                               dimension_bound)
 
     def forward_stages(self, image_stage_maps: list[torch.Tensor], depth: torch.Tensor,
                        return_features: bool = False) -> dict[str, torch.Tensor]:

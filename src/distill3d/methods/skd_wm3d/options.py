@@ -59,6 +59,8 @@ class Options(BaseModel):
     head_channels: int = Field(64, gt=0, description="channels of the heads' 3×3 convolution")
     shared_trunk: bool = Field(True, description="one 3×3 convolution shared by all heads (CPU-sized; false = "
                                                  "monodle's separate branch per output, ~7× the head's compute)")
+    dimension_bound: float | None = Field(0.3, gt=0, allow_inf_nan=False,
+                                          description="sizes stay within exp(±bound) of the class mean (null: free)")
     initial_depth: float = Field(20.0, gt=0, allow_inf_nan=False, description="depth (m) the heads start at")
 
     supervision: Literal["full", "weak"] = "weak"
@@ -69,9 +71,11 @@ class Options(BaseModel):
     shared_encoder: bool = Field(False, description="DSN and MDN share the image encoder")
     distillation_margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="soft margin m of the transfer")
     modulation_alpha: float = Field(1.0, gt=0, allow_inf_nan=False, description="α of the modulation coefficient")
-    depth_quantile: float = Field(0.3, gt=0, lt=1, allow_inf_nan=False,
+    depth_quantile: float = Field(0.5, gt=0, lt=1, allow_inf_nan=False,
                                   description="weak depth target: quantile of the depth estimate inside the box")
-    box_shrink: float = Field(0.2, ge=0, lt=0.5, allow_inf_nan=False,
+    exclude_nearer_boxes: bool = Field(True, description="weak cues ignore depth samples inside nearer objects' "
+                                                         "2D boxes (likely occluders)")
+    box_shrink: float = Field(0.1, ge=0, lt=0.5, allow_inf_nan=False,
                               description="share of the 2D box cut from each side before reading depth")
     weights: LossWeights = LossWeights()
 

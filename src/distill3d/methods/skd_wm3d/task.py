@@ -64,7 +64,8 @@ class SKDWM3DTask(TaskBase):
 
     def build_model(self) -> nn.Module:
         o = self.options
-        heads = {"head_channels": o.head_channels, "initial_depth": o.initial_depth, "shared_trunk": o.shared_trunk}
+        heads = {"head_channels": o.head_channels, "initial_depth": o.initial_depth, "shared_trunk": o.shared_trunk,
+                 "dimension_bound": o.dimension_bound}
         mdn = Mono3DNet(self._encoder(), len(o.classes), o.num_bins, **heads)
         dsn = DepthFusedMono3DNet(self._encoder(), len(o.classes), o.num_bins, **heads) if o.self_distillation else None
         return SelfDistilledMono3D(mdn, dsn, shared_encoder=o.shared_encoder)
@@ -180,11 +181,12 @@ class SKDWM3DTask(TaskBase):
         o = self.options
         depth_map = batch["depth_estimate"]
         surface = losses.box_depth_target(depth_map, objects.boxes2d, objects.batch_index, o.depth_quantile,
-                                          o.box_shrink, max_depth=SKY_DEPTH)
+                                          o.box_shrink, max_depth=SKY_DEPTH,
+                                          exclude_nearer_boxes=o.exclude_nearer_boxes)
         # the box centre lies behind the visible surface: half the class-mean width (reconstruction)
         centre_depth = surface + 0.5 * self.class_means[objects.classes, 1]
         points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
-                                              max_depth=SKY_DEPTH)
+                                              max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         # camera-2 points → rectified label frame
         offset = torch.linalg.solve(batch["P2_image"][objects.batch_index, :, :3],
                                     batch["P2_image"][objects.batch_index, :, 3:])[..., 0]
