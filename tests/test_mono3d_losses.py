@@ -423,3 +423,36 @@ def test_losses_follow_the_inputs_device_and_dtype() -> None:
     single = projection_consistency_loss(*(t.to(torch.float32) for t in scene_boxes()), camera()[1].float(),
                                        torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3), IMAGE_SIZE)
     assert single.dtype == torch.float32
+
+
+def test_alignment_to_visible_edges_measures_to_the_camera_facing_faces() -> None:
+    """A car straight ahead, length along z (ry = π/2): only its rear face (nearer the camera) is visible."""
+    height, width, length = 1.5, 1.6, 4.0
+    centre = torch.tensor([[0.0, 1.0, 20.0]], dtype=DTYPE)
+    dims = torch.tensor([[height, width, length]], dtype=DTYPE)
+    ry = torch.tensor([math.pi / 2], dtype=DTYPE)
+
+    def per_point(x: float, z: float, visible: bool) -> float:
+        points = torch.tensor([[[x, 1.0, z]]], dtype=DTYPE)
+        return point_box_alignment_loss(centre, dims, ry, points, torch.ones(1, 1, dtype=torch.bool), beta=1e-6,
+                                        reduction="none", visible_edges_only=visible).item()
+
+    rear = 20.0 - length / 2
+    assert per_point(0.3, rear, True) == pytest.approx(0.0, abs=1e-5)  # on the visible rear face
+    front = 20.0 + length / 2  # the hidden front face is not a target
+    assert per_point(0.0, front, True) == pytest.approx(length, abs=1e-5)
+    assert per_point(0.0, front, False) == pytest.approx(0.0, abs=1e-5)
+    inside = (0.7, rear + 0.5)  # 0.1 m from a hidden side edge, 0.5 m behind the rear face
+    assert per_point(*inside, False) == pytest.approx(0.1, abs=1e-5)
+    assert per_point(*inside, True) == pytest.approx(0.5, abs=1e-5)
+    # seen obliquely (camera off to the side), a side face is visible too
+    oblique = torch.tensor([[6.0, 1.0, 20.0]], dtype=DTYPE)
+    points = torch.tensor([[[6.0 - width / 2, 1.0, 20.5]]], dtype=DTYPE)  # on the side facing the camera (x < centre)
+    loss = point_box_alignment_loss(oblique, dims, ry, points, torch.ones(1, 1, dtype=torch.bool), beta=1e-6,
+                                    reduction="none", visible_edges_only=True)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)
+    centre.requires_grad_(True)
+    points = torch.tensor([[[0.3, 1.0, rear + 0.2], [0.0, 1.0, rear - 0.3]]], dtype=DTYPE)
+    point_box_alignment_loss(centre, dims, ry, points, torch.ones(1, 2, dtype=torch.bool),
+                             visible_edges_only=True).backward()
+    assert torch.isfinite(centre.grad).all() and centre.grad.abs().sum() > 0

@@ -154,8 +154,10 @@ class SKDWM3DTask(TaskBase):
             terms["projection"] = losses.projection_consistency_loss(
                 decoded["centre"], decoded["dims"], decoded["ry"], batch["P2_image"][objects.batch_index],
                 objects.boxes2d, (width_px, height))
-            terms["alignment"] = losses.point_box_alignment_loss(decoded["centre"], decoded["dims"], decoded["ry"],
-                                                                 weak["points"], weak["valid"])
+            if "points" in weak:
+                terms["alignment"] = losses.point_box_alignment_loss(
+                    decoded["centre"], decoded["dims"], decoded["ry"], weak["points"], weak["valid"],
+                    visible_edges_only=self.options.alignment_visible_edges)
             terms["dimension_prior"] = losses.dimension_prior_loss(at["dimensions"])
         total = sum(getattr(w, name) * value for name, value in terms.items())
         return total, {"terms": terms, "decoded": decoded}
@@ -185,6 +187,8 @@ class SKDWM3DTask(TaskBase):
                                           exclude_nearer_boxes=o.exclude_nearer_boxes)
         # the box centre lies behind the visible surface: half the class-mean width (reconstruction)
         centre_depth = surface + 0.5 * self.class_means[objects.classes, 1]
+        if o.weights.alignment == 0:
+            return {"depth": centre_depth}
         points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
                                               max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         # camera-2 points → rectified label frame
