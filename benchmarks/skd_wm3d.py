@@ -4,7 +4,7 @@ Arms (same detector, data, warm start, augmentation and number of steps; only th
 
 - ``supervised``: MDN with 3D labels (the ceiling; the only arm that sees 3D boxes);
 - ``weak_mdn``: MDN with the weak losses only (2D boxes + depth estimate: projection consistency, box depth,
-  point-to-box alignment, size prior);
+  size prior; the point-to-box alignment is off by default);
 - ``weak_sd``: + the DSN (image + depth estimate) trained jointly and its plain margin transfer to the MDN;
 - ``weak_sd_unc``: + the uncertainty-aware transfer (DSN's Laplacian σ);
 - ``skd_wm3d``: + gradient-targeted transfer modulation — the full method.
