@@ -113,3 +113,34 @@ def test_kitti_run_from_a_local_folder(tmp_path: Path) -> None:
     frames = task.predict(model, batch)
     assert len(frames) == 2
     assert "val/ap_bev_r40_moderate_05" in (run_dir / "metrics.csv").read_text()
+
+
+def test_paper_scale_kitti_recipe_validates_and_names_missing_paths(tmp_path: Path) -> None:
+    from distill3d.cli.methods import resolve_config_path
+    from distill3d.engine.config import load_run_config, validate_section
+    from distill3d.errors import ConfigError
+
+    path = resolve_config_path("skd_wm3d_kitti")
+    with pytest.raises(ConfigError, match="kitti_root"):
+        validate_section(Options, load_run_config(path).options, "options")
+    config = load_run_config(path, [f"options.kitti_root={tmp_path}", f"options.depth_root={tmp_path}"])
+    options = validate_section(Options, config.options, "options")
+    assert options.image_size == (384, 1280) and options.backbone == "resnet34" and config.train.epochs == 140
+
+
+def test_two_process_ddp_training_with_the_modulation_hook(tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2 … train skd_wm3d``: MDN + DSN under DDP (gloo), the modulation scaling the
+    gradients between backward and the optimiser step, and the KITTI evaluation on rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    overrides = [*TINY, "options.train_size=12", "train.batch_size=4", f"out_dir={tmp_path}", "name=ddp"]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "distill3d.cli.main", "train", "skd_wm3d", "--no-progress", *overrides],
+                            env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = (tmp_path / "ddp" / "metrics.csv").read_text()
+    assert "train/transfer" in metrics and "val/ap_bev_r40_moderate_05" in metrics
+    assert (tmp_path / "ddp" / "best.pt").is_file()

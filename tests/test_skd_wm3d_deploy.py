@@ -64,8 +64,11 @@ def _kitti_folder(root: Path) -> Path:
 
 
 def test_predict_draws_one_png_per_image_with_the_calib_or_the_road_camera(checkpoint: Path, tmp_path: Path,
-                                                                           capsys) -> None:
+                                                                           capsys, monkeypatch) -> None:
     from distill3d.cli.main import main
+    from distill3d.methods.skd_wm3d import deploy
+
+    monkeypatch.setattr(deploy, "DISPLAY_SCORE_THRESHOLD", 0.0)  # the untrained heat maps score ≈ 0.1
 
     kitti_image = _kitti_folder(tmp_path / "kitti")
     plain = _write_image(tmp_path / "street.png", (96, 320))
@@ -89,10 +92,15 @@ def test_predict_draws_one_png_per_image_with_the_calib_or_the_road_camera(check
 
 
 def test_predict_lines_list_each_detection_and_repeated_stems_do_not_overwrite(checkpoint: Path,
-                                                                                tmp_path: Path) -> None:
+                                                                                tmp_path: Path, monkeypatch) -> None:
+    from distill3d.methods.skd_wm3d import deploy
+
     state = load_checkpoint(checkpoint)
     first = _write_image(tmp_path / "a" / "x.png", (64, 128))
     second = _write_image(tmp_path / "b" / "x.png", (64, 128))
+    shown_by_default = predict(state, [first], tmp_path / "default")[0]
+    assert "0 detections with score ≥ 0.3" in shown_by_default and "weaker not shown" in shown_by_default
+    monkeypatch.setattr(deploy, "DISPLAY_SCORE_THRESHOLD", 0.0)
     lines = predict(state, [first, second], tmp_path / "out")
     assert (tmp_path / "out" / "x_3d.png").is_file() and (tmp_path / "out" / "x_2_3d.png").is_file()
     count = int(lines[0].split(": ", 1)[1].split(" ")[0])

@@ -44,6 +44,7 @@ from distill3d.viz import CLASS_COLORS, save_image
 
 __all__ = [
     "BEV_DEPTH_RANGE_M",
+    "DISPLAY_SCORE_THRESHOLD",
     "EXPORT_OUTPUT_NAMES",
     "METADATA_FILE",
     "ExportableMDN",
@@ -66,6 +67,9 @@ EXPORT_OUTPUT_NAMES: tuple[str, ...] = HEAD_OUTPUT_NAMES
 ``dimensions`` (3, log-ratio to the class mean), ``orientation`` (2·bins: logits, then residuals)."""
 METADATA_FILE = "distill3d.json"
 """Name of the JSON metadata inside a TorchScript export (``_extra_files``); ONNX: a ``metadata_props`` key."""
+DISPLAY_SCORE_THRESHOLD = 0.3
+"""``predict`` draws and lists detections scoring at least this (the evaluation keeps ``options.score_threshold``,
+0.05 by default, which floods a picture with weak boxes)."""
 BEV_DEPTH_RANGE_M = 60.0
 """The bird's-eye view shows depths 0 … 60 m (and lateral −30 … 30 m)."""
 _MIN_PANEL_HEIGHT = 320
@@ -246,9 +250,9 @@ def predict(state: dict[str, Any], image_paths: Sequence[str | Path], out_dir: s
     """``distill3d predict`` for an skd_wm3d checkpoint: the MDN's 3D detections in each image.
 
     Writes ``<out_dir>/<stem>_3d.png`` per image (the image with the projected 3D boxes, and the bird's-eye view;
-    a repeated stem gets ``_2``, ``_3`` …) and returns one line per image: the number of detections (score ≥
-    ``options.score_threshold``, at most ``options.top_k``), each one's class, score and depth z (m), and the camera
-    used (module docstring)."""
+    a repeated stem gets ``_2``, ``_3`` …) and returns one line per image: the number of detections scoring at least
+    :data:`DISPLAY_SCORE_THRESHOLD` (at most ``options.top_k``), each one's class, score and depth z (m), how many
+    weaker ones are not shown, and the camera used (module docstring)."""
     mdn, task = load_mdn(state)
     image_size = tuple(task.options.image_size)
     out_dir = Path(out_dir)
@@ -257,7 +261,10 @@ def predict(state: dict[str, Any], image_paths: Sequence[str | Path], out_dir: s
         path = Path(raw)
         picture, image = read_input_image(path, image_size)
         P2_image, camera = _camera_of(path, (picture.height, picture.width), image_size)
-        found = detect(mdn, task, image[None], P2_image[None])[0]
+        everything = detect(mdn, task, image[None], P2_image[None])[0]
+        shown = everything["score"] >= DISPLAY_SCORE_THRESHOLD
+        found = {key: value[shown] for key, value in everything.items()}
+        hidden = int((~shown).sum())
         name, copy = f"{path.stem}_3d.png", 1
         while name in used:
             copy += 1
@@ -269,7 +276,8 @@ def predict(state: dict[str, Any], image_paths: Sequence[str | Path], out_dir: s
                            zip(found["class"].tolist(), found["score"].tolist(), found["boxes3d"][:, 2].tolist(),
                                strict=True))
         count = len(found["score"])
-        lines.append(f"{path}: {count} detection{'' if count == 1 else 's'}" + (f" [{listed}]" if listed else "")
+        lines.append(f"{path}: {count} detection{'' if count == 1 else 's'} with score ≥ {DISPLAY_SCORE_THRESHOLD}"
+                     + (f" [{listed}]" if listed else "") + (f" ({hidden} weaker not shown)" if hidden else "")
                      + f"; camera: {camera} → {written}")
     return lines
 
