@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,35 @@ def test_two_process_ddp_training_with_the_modulation_hook(tmp_path: Path) -> No
     metrics = (tmp_path / "ddp" / "metrics.csv").read_text()
     assert "train/transfer" in metrics and "val/ap_bev_r40_moderate_05" in metrics
     assert (tmp_path / "ddp" / "best.pt").is_file()
+
+
+def test_kitti_result_files_scored_by_the_official_evaluation_match_evaluate(tmp_path: Path) -> None:
+    """write_kitti_predictions → label + result files; evaluate_kitti_dirs on them gives evaluate's numbers."""
+    from torch.utils.data import DataLoader
+
+    from distill3d.data.kitti_io import evaluate_kitti_dirs
+
+    _, task, model = train_recipe("skd_wm3d", [*TINY, "options.supervision=full", "options.self_distillation=false",
+                                               "options.score_threshold=0.0"], tmp_path, "run")
+    label_dir, result_dir = task.write_kitti_predictions(model, "test", tmp_path / "kitti")
+    assert sorted(p.name for p in result_dir.iterdir()) == [f"{i:06d}.txt" for i in range(4)]
+    assert len(list(label_dir.iterdir())) == 4
+    from_files = evaluate_kitti_dirs(label_dir, result_dir, metrics=("bbox", "bev", "3d")).to_dict(include_aos=False)
+    in_memory = task.evaluate(model, DataLoader(task.test_sets()["test"], batch_size=2, collate_fn=task.collate))
+    for key in ("Car_BEV_AP40_moderate_loose", "Car_2D_AP40_moderate_strict", "Pedestrian_3D_AP11_easy_loose"):
+        assert from_files[f"KITTI/{key}"] == pytest.approx(in_memory[key], abs=1e-6), key
+    # a perfect detector (the ground truth with score 1) through the same files: the label files are faithful
+    from distill3d.data.kitti_detection import evaluation_frames, write_kitti_results
+    from distill3d.metrics.kitti import evaluate_kitti
+
+    gt = [f for batch in DataLoader(task.test_sets()["test"], batch_size=2, collate_fn=task.collate)
+          for f in evaluation_frames(batch)]
+    perfect = [f.select(np.isin(f.name, task.options.classes)) for f in gt]
+    for frame in perfect:
+        frame.score = np.ones(len(frame))
+    write_kitti_results(perfect, [f"{i:06d}" for i in range(4)], tmp_path / "perfect")
+    from_files = evaluate_kitti_dirs(label_dir, tmp_path / "perfect", metrics=("bev",)).to_dict(include_aos=False)
+    expected = evaluate_kitti(gt, perfect, classes=task.options.classes, metrics=("bev",)).to_dict(include_aos=False)
+    assert from_files["KITTI/Car_BEV_AP40_moderate_loose"] > 0
+    assert from_files["KITTI/Car_BEV_AP40_moderate_loose"] == pytest.approx(
+        expected["KITTI/Car_BEV_AP40_moderate_loose"], abs=1e-6)

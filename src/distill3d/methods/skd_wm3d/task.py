@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from distill3d.data.kitti_detection import evaluation_frames
-from distill3d.data.kitti_io import read_split_file
+from distill3d.data.kitti_detection import evaluation_frames, write_kitti_results
+from distill3d.data.kitti_io import read_split_file, write_label_file
 from distill3d.data.worlds.road import MEAN_DIMENSIONS
 from distill3d.engine.task import TaskBase
 from distill3d.geometry import mono3d as geometry
@@ -269,6 +270,28 @@ class SKDWM3DTask(TaskBase):
             frames.append(FrameAnnotations.from_boxes3d(names, boxes3d, bbox, found["score"][keep].double()
                                                         .cpu().numpy()))
         return frames
+
+    def write_kitti_predictions(self, model: nn.Module, split: str, out_dir: str | Path,
+                                batch_size: int = 32) -> tuple[Path, Path]:
+        """The MDN's detections on ``split`` (``val`` or ``test``) as KITTI result files ``out_dir/results/<id>.txt``
+        and the split's ground truth as label files ``out_dir/label_2/<id>.txt`` (Van / Person_sitting neighbours
+        and DontCare included), to be scored by the official evaluation: ``distill3d kitti-eval out_dir/label_2
+        out_dir/results``. Ids: KITTI's frame ids, or the frame's position (``000000`` …) in a road-world split.
+        Returns ``(label_dir, result_dir)``."""
+        from torch.utils.data import DataLoader
+
+        dataset = self.val_set() if split == "val" else self.test_sets()[split]
+        ids = list(getattr(dataset, "ids", None) or [f"{i:06d}" for i in range(len(dataset))])
+        out_dir = Path(out_dir)
+        label_dir, result_dir = out_dir / "label_2", out_dir / "results"
+        gt, dt = [], []
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate):
+            gt.extend(evaluation_frames(batch))
+            dt.extend(self.predict(model, batch))
+        write_kitti_results(dt, ids, result_dir)
+        for frame, frame_id in zip(gt, ids, strict=True):
+            write_label_file(label_dir / f"{frame_id}.txt", frame, with_score=False)
+        return label_dir, result_dir
 
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         """KITTI AP (R40 and R11, IoU 0.7 / 0.5, BEV and 3D) of the MDN on one split; headline keys
