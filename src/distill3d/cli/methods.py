@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 METHOD_MODULES: dict[str, str] = {
     "peclr": "distill3d.methods.peclr",
+    "pointmcd": "distill3d.methods.pointmcd",
     "pose_ckd": "distill3d.methods.pose_ckd",
     "shape_classification": "distill3d.methods.shape_classification",
     "skd_wm3d": "distill3d.methods.skd_wm3d",
