@@ -57,6 +57,16 @@ def _read_bytes(path: PathLike) -> bytes:
         raise DataFormatError(path, f"cannot read file: {error.strerror or error}") from None
 
 
+def read_text_file(path: PathLike) -> str:
+    """A UTF-8 text file of at most :data:`MAX_MESH_BYTES`; a missing, unreadable, oversized or non-UTF-8 file is a
+    one-line :class:`DataFormatError` (the undecodable byte's line named)."""
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, "not a UTF-8 text file", line=data[: error.start].count(b"\n") + 1) from None
+
+
 def _reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

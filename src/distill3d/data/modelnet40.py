@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from distill3d.data.mesh_io import MAX_MESH_BYTES, read_off, sample_mesh_surface
+from distill3d.data.mesh_io import read_off, read_text_file, sample_mesh_surface
 from distill3d.errors import DataFormatError, Distill3dError
 from distill3d.files import atomic_directory
 
@@ -104,25 +104,6 @@ _ROW_FORMAT = "%.9g"  # 9 significant digits: float32 values read back exactly
 # ----------------------------------------------------------------------------------------------------------
 # Reading files
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str:
-    """A UTF-8 text file; a missing, unreadable, oversized or non-UTF-8 file is a DataFormatError."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_MESH_BYTES:
-            raise DataFormatError(path, f"{size} bytes is larger than a shape file may be ({MAX_MESH_BYTES})")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise DataFormatError(path, "is a folder, expected a file") from None
-    except OSError as error:
-        raise DataFormatError(path, f"cannot read file: {error.strerror or error}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataFormatError(path, "not a UTF-8 text file", line=data[: error.start].count(b"\n") + 1) from None
 
 
 def _locate_bad_row(path: Path, text: str, max_rows: int | None) -> None:
@@ -177,7 +158,7 @@ def read_modelnet40_resampled(
     path = Path(path)
     if num_points is not None and num_points < 1:
         raise ValueError(f"num_points must be positive or None, got {num_points}")
-    text = _read_text(path)
+    text = read_text_file(path)
     if not text.strip():
         raise DataFormatError(path, "holds no point", line=1)
     values = _parse_rows(text, num_points)
@@ -209,7 +190,7 @@ def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
 def _read_names_file(path: Path) -> list[str]:
     """``modelnet40_shape_names.txt`` → class names in file order (blank lines skipped)."""
     names: list[str] = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
         name = line.strip()
         if not name:
             continue
@@ -301,7 +282,7 @@ def _list_resampled(folder: Path, classes: Sequence[str], split: str) -> list[Mo
     list_path = folder / SPLIT_LIST_FILES[split]
     class_ids = {name: i for i, name in enumerate(classes)}
     entries, seen = [], set()
-    for number, line in enumerate(_read_text(list_path).split("\n"), start=1):
+    for number, line in enumerate(read_text_file(list_path).split("\n"), start=1):
         name = line.strip()
         if not name or name in seen:
             continue

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from distill3d.data.mesh_io import read_text_file
 from distill3d.errors import DataFormatError, Distill3dError
 from distill3d.files import atomic_directory, read_json
 
@@ -110,26 +111,13 @@ _COLUMNS = 7  # x y z nx ny nz part
 _MAX_SYMMETRY = 360
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as error:
-        raise DataFormatError(path, f"cannot read file: {error.strerror or error}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataFormatError(path, "not a UTF-8 text file", line=data[: error.start].count(b"\n") + 1) from None
-
-
 def read_synset_file(path: str | os.PathLike) -> dict[str, str]:
     """``synsetoffset2category.txt`` → {synset offset: category name}, in file order (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "missing: a ShapeNetPart folder has a synsetoffset2category.txt")
     synsets: dict[str, str] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
         words = line.split()
         if not words:
             continue
@@ -194,7 +182,7 @@ def read_shapenetpart_points(
     ``part_ids`` when given); anything else raises :class:`DataFormatError` with the file and line.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text_file(path)
     values = None
     if text.strip():
         try:  # fast C parser; the line-by-line one only runs to locate an error
