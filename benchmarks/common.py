@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,10 +32,15 @@ def write_report(name: str, body: str, out_dir: Path | None = None) -> Path:
     return path
 
 
+def mean_std(values: list[float], digits: int = 1) -> str:
+    """``mean ± sample std`` of one metric over seeds (the bare value for a single seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
 def summarize(values: list[float]) -> dict[str, float | list[float]]:
     """``{"mean", "std", "per_seed"}`` of one metric over seeds (sample std; 0 for a single seed)."""
-    import statistics
-
     values = [float(v) for v in values]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "per_seed": values}

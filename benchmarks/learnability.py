@@ -19,14 +19,13 @@ this run did not measure are kept) and the learning curves.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, write_report, write_results_json
+from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.methods import load_trained
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.logging import read_metrics
@@ -95,12 +94,6 @@ def plot_shapes(runs: dict[int, dict], chance: float, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def mean_std(values: list[float], digits: int = 1) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, write_report, write_results_json
+from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.demos import train_recipe
 from distill3d.methods.peclr import evaluate_hand_pose, scaled_learning_rate
 
@@ -108,11 +108,6 @@ def finetune(preset: Preset, fraction: float, seed: int, threads: int, runs: Pat
             "auc": result.auc, "uv_px": uv_px, "pck_aligned": result.aligned.pck_curve.numpy(),
             "pck_unaligned": result.unaligned.pck_curve.numpy(), "thresholds": result.aligned.thresholds.numpy(),
             "steps": epochs * steps_per_epoch, "n_train": n_train}
-
-
-def mean_std(values: list[float], digits: int) -> str:
-    array = np.asarray(values)
-    return f"{array.mean():.{digits}f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.{digits}f}"
 
 
 def plot_pck(results: dict[str, list[dict]], path: Path) -> None:

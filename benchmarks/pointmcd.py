@@ -14,7 +14,6 @@ Run: ``python -m benchmarks.pointmcd [--seeds 0 1 2] [--out DIR] [--label-fracti
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,17 +21,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, write_report, write_results_json
+from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.demos import train_recipe
 
 ARMS = {"scratch": ("PointNet from scratch (λ = 0)", 0.0), "distilled": ("PointNet + L_MCD (λ = 1)", 1.0)}
 METRICS = ("oa", "macc")
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def main() -> None:

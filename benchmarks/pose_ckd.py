@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, write_report, write_results_json
+from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.methods import load_trained
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.logging import read_metrics
@@ -88,12 +88,6 @@ def run_seed(job: tuple[int, dict, list[str], argparse.Namespace]) -> dict[str, 
                                  args.batch_size)
         print(f"seed {seed} {key}: {out[key]}", flush=True)
     return out
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def plot(runs: Path, labels: dict[str, str], seeds: list[int], results: dict[str, list[dict]], path: Path) -> None:

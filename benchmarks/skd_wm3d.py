@@ -17,7 +17,6 @@ Run: ``python -m benchmarks.skd_wm3d [--seeds 0 1 2] [--out DIR] [--arms ...]``;
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, write_report, write_results_json
+from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.demos import train_recipe
 from distill3d.cli.methods import load_trained
 
@@ -61,12 +60,6 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, runs: Path) -> dict[s
     result.update(train_minutes=minutes, best_epoch=float(trained.epoch or 0))
     print(f"seed {seed} {arm}: {result}", flush=True)
     return result
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def checks(results: dict[str, list[dict[str, float]]]) -> list[str]:

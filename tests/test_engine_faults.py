@@ -259,3 +259,18 @@ def test_curves_draw_the_monitored_and_headline_metrics_only(tmp_path) -> None:
     assert len(panels) == report.MAX_VALIDATION_PANELS
     assert panels[:2] == [monitor, "val/ap"] and all(k.startswith("val/Class") for k in panels[2:])
     assert report.plot_curves(series, tmp_path / "curves.png", "run", monitor).is_file()
+
+
+def test_load_weights_names_the_checkpoint_and_the_first_mismatch() -> None:
+    import pytest
+    import torch
+
+    from distill3d.engine.checkpoint import load_weights
+    from distill3d.errors import Distill3dError
+
+    model = torch.nn.Linear(3, 2)
+    assert load_weights(torch.nn.Linear(3, 2), model.state_dict(), "a.pt").weight.shape == (2, 3)
+    with pytest.raises(Distill3dError, match=r"^run/best\.pt: weights do not fit .*size mismatch for weight"):
+        load_weights(torch.nn.Linear(4, 2), model.state_dict(), "run/best.pt")
+    with pytest.raises(Distill3dError, match=r"Unexpected key\(s\) in state_dict: \"extra\""):
+        load_weights(torch.nn.Linear(3, 2), {**model.state_dict(), "extra": torch.zeros(1)}, "run/best.pt")

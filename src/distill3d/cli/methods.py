@@ -77,7 +77,7 @@ class TrainedRun:
 def load_trained(run_or_checkpoint: str | Path) -> TrainedRun:
     """Rebuild a run folder (``best.pt``, else ``last.pt``) or checkpoint file: config → task → architecture →
     weights. Nothing else is loaded (no pre-trained warm start, no teacher) and no data is rendered."""
-    from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from distill3d.engine.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
     from distill3d.engine.config import RunConfig, validate_section
 
     path = resolve_checkpoint(run_or_checkpoint)
@@ -87,10 +87,5 @@ def load_trained(run_or_checkpoint: str | Path) -> TrainedRun:
     config = validate_section(RunConfig, state["config"], "config")
     method = load_method(config.method)
     task = method.build_task(validate_section(method.Options, config.options, "options"), config.seed)
-    model = task.build_model()
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise Distill3dError(f"{path}: weights do not fit the model of its config ({first})") from None
+    model = load_weights(task.build_model(), state["model"], str(path))
     return TrainedRun(task, model.eval(), config, path, state.get("epoch"))

@@ -38,6 +38,19 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
+def load_weights(model: torch.nn.Module, weights: dict[str, Any], source: str) -> torch.nn.Module:
+    """``model.load_state_dict(weights)`` (strict); a mismatch is one :class:`Distill3dError` line naming
+    ``source`` (the checkpoint) and the first problem."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the problem is on the next one
+        problem = lines[1] if len(lines) > 1 and lines[0].endswith(":") else _first_line(err)
+        raise Distill3dError(f"{source}: weights do not fit the model of its config ({problem[:200]})") from None
+    return model
+
+
 def _read_verified(path: Path) -> bytes:
     """The bytes of checkpoint ``path`` after checking every zip member's CRC-32."""
     if not path.is_file():

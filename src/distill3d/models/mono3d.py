@@ -333,12 +333,14 @@ class SelfDistilledMono3D(nn.Module):
 def build_self_distilled_mono3d(architecture: str = "resnet18", base_width: int = 32, num_classes: int = 3,
                                 num_bins: int = 12, shared_encoder: bool = True, depth_width: int = 16,
                                 neck_channels: int = 64, head_channels: int = 64, initial_depth: float = 1.0,
-                                shared_trunk: bool = False) -> SelfDistilledMono3D:
+                                shared_trunk: bool = False,
+                                dimension_bound: float | None = None) -> SelfDistilledMono3D:
     """MDN + DSN on fresh ResNet(s) of ``architecture`` (``resnet18`` …) and ``base_width`` (standard stem,
     output stride 4)."""
     encoder = ResNet(architecture, num_classes=0, base_width=base_width)
-    mdn = Mono3DNet(encoder, num_classes, num_bins, neck_channels, head_channels, initial_depth, shared_trunk)
+    mdn = Mono3DNet(encoder, num_classes, num_bins, neck_channels, head_channels, initial_depth, shared_trunk,
+                    dimension_bound)
     dsn_encoder = encoder if shared_encoder else ResNet(architecture, num_classes=0, base_width=base_width)
     dsn = DepthFusedMono3DNet(dsn_encoder, num_classes, num_bins, depth_width, neck_channels, head_channels,
-                              initial_depth, shared_trunk)
+                              initial_depth, shared_trunk, dimension_bound)
     return SelfDistilledMono3D(mdn, dsn, shared_encoder)

@@ -87,6 +87,7 @@ _TEXT = (230, 230, 230)
 def load_mdn(state: dict[str, Any]) -> tuple[Mono3DNet, SKDWM3DTask]:
     """The MDN of an skd_wm3d checkpoint state (as read by ``load_checkpoint``), in eval mode, and the task built
     from the checkpoint's options (its ``options``, ``class_means`` …). No data is read, no warm start is loaded."""
+    from distill3d.engine.checkpoint import load_weights
     from distill3d.engine.config import validate_section
 
     config = state.get("config", {})
@@ -94,12 +95,7 @@ def load_mdn(state: dict[str, Any]) -> tuple[Mono3DNet, SKDWM3DTask]:
         raise Distill3dError(f"not an skd_wm3d checkpoint (method {config.get('method')!r})")
     options = validate_section(Options, config.get("options", {}), "options")
     task = SKDWM3DTask(options, int(config.get("seed", 0)))
-    model = task.build_model()
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise Distill3dError(f"checkpoint weights do not fit the model of its options ({first})") from None
+    model = load_weights(task.build_model(), state["model"], "skd_wm3d checkpoint")
     return model.mdn.eval(), task
 
 
