@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import RESULTS, write_report, write_results_json
+from distill3d.engine.allocator import tune_glibc_malloc
 from distill3d.models.dgcnn import DGCNNClassifier
 
 NUM_CLASSES = 40
@@ -105,8 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=None, help="neighbours (default 20; 8 quick)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 2 timed steps")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="keep glibc's default malloc settings (the trainer tunes them; see engine.allocator)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    allocator = "glibc default" if args.default_allocator else (
+        "tuned as the trainer does" if tune_glibc_malloc() else "glibc default (tuning unavailable)")
     quick = args.quick
     steps = args.steps if args.steps is not None else (2 if quick else 8)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
 
 DGCNN classifier, {num_points} points, k = {k}, {NUM_CLASSES} classes; one step = forward + cross-entropy + backward +
 AdamW step on a fixed random batch; {steps} timed steps after {warmup} warm-up steps; {args.threads} torch threads;
-both networks in the same process, one after the other.{" **Smoke run (--quick): the numbers mean nothing.**" if quick
+both networks in the same process, one after the other; allocator: {allocator} (`engine.allocator`: large blocks
+stay in the heap instead of an mmap/munmap per tensor).{" **Smoke run (--quick): the numbers mean nothing.**" if quick
 else ""}
 
 {chr(10).join(rows)}
