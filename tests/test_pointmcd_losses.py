@@ -145,3 +145,19 @@ def test_smooth_cross_entropy_by_hand() -> None:
         smooth_cross_entropy(logits, torch.tensor([0]))
     with pytest.raises(ValueError, match="eps"):
         smooth_cross_entropy(logits, labels, eps=1.0)
+
+
+
+@pytest.mark.parametrize("masking", ["exclude", "multiply"])
+def test_masked_max_on_spatially_correlated_features(masking: str) -> None:
+    """A view sees the half of the cloud facing it and features grow along a direction, as a network's do: the
+    largest points of many channels are hidden from some views."""
+    generator = torch.Generator().manual_seed(3)
+    points = torch.randn(3, 64, 3, generator=generator)
+    visibility = (points @ torch.randn(5, 3, generator=generator).T > 0.3).float()  # (B, N, V)
+    visibility[1, :, 2] = 0  # an empty view
+    features = points @ torch.randn(3, 24, generator=generator) + 0.1 * torch.randn(3, 64, 24, generator=generator)
+    from_channels_first = features.transpose(1, 2).contiguous().transpose(1, 2)  # a (B, C, N) output's view
+    expected = _brute_force(features, visibility, masking)
+    assert torch.equal(visibility_masked_max(features, visibility, masking), expected)
+    assert torch.equal(visibility_masked_max(from_channels_first, visibility, masking, chunk_elements=1), expected)
