@@ -240,20 +240,40 @@ def _method_of_checkpoint(checkpoint: Path, capability: str) -> tuple[Any, dict[
     return method, state, path
 
 
+def _predict_options(pairs: list[str]) -> dict[str, str]:
+    """``--option KEY=VALUE`` pairs → {key: value}; a pair without "=" or a repeated key is one error line."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
+        if key.strip() in options:
+            raise ConfigError(f"--option {key.strip()} is given twice")
+        options[key.strip()] = value
+    return options
+
+
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="run folder or checkpoint of a trained model")],
-    images: Annotated[list[Path], typer.Argument(help="image files")],
-    out_dir: Annotated[Path, typer.Option(help="where the annotated images go")] = Path("predictions"),
+    images: Annotated[list[Path], typer.Argument(help="input files: images (point clouds for pointmcd)")],
+    out_dir: Annotated[Path, typer.Option(help="where the annotated pictures go")] = Path("predictions"),
+    option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to the method's predict (e.g. pointmcd segmentation: category=chair)")] = None,
 ) -> None:
-    """Predict on images: draw the prediction on each image and print it."""
+    """Predict on input files: draw the prediction on each input and print it."""
+    import inspect
+
+    extra = _predict_options(option or [])
     check_output_dir(out_dir, "prediction folder")
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if missing[1:] else ""
-        raise Distill3dError(f"{missing[0]}: image not found{more}")
+        raise Distill3dError(f"{missing[0]}: input file not found{more}")
     method, state, _ = _method_of_checkpoint(checkpoint, "predict")
-    for line in method.predict(state, list(images), out_dir):
+    if extra and "options" not in inspect.signature(method.predict).parameters:
+        raise ConfigError(f"--option: method '{state['config']['method']}' takes no predict options")
+    for line in method.predict(state, list(images), out_dir, **({"options": extra} if extra else {})):
         _echo(line)
 
 

@@ -35,10 +35,17 @@ beat scratch); L_MCD uses every shape. Augmentation: anisotropic scaling and tra
 (the visibility rows keep matching). Data: the shapes world (ray-cast renders with their surface depth) or, from a
 local copy, ModelNet40 and ShapeNetPart (shaded point-splat renders; visibility by point z-buffer) —
 :mod:`~distill3d.methods.pointmcd.data`.
+
+**Deployment** (:mod:`~distill3d.methods.pointmcd.deploy`): ``distill3d predict STUDENT_RUN CLOUD...`` reads
+``.txt`` / ``.pts`` / ``.npy`` / ``.off`` / ``.ply`` clouds, resamples and normalises them as the run's training data,
+prints the top-3 classes (classification) or the predicted parts (segmentation, the category from
+``--option category=NAME`` or the file's folder) and draws the cloud from two views. ``distill3d demo pointmcd``
+trains a small teacher, a scratch and a distilled student at 10 % labels (:func:`distill3d.cli.demos.pointmcd_demo`).
 """
 
 from __future__ import annotations
 
+from distill3d.methods.pointmcd.deploy import predict
 from distill3d.methods.pointmcd.knowledge import TeacherKnowledge, load_teacher, prepare_knowledge
 from distill3d.methods.pointmcd.options import Options
 from distill3d.methods.pointmcd.task import PointMCDStudent, PointMCDTask, build_student
@@ -62,5 +69,6 @@ __all__ = [
     "build_task",
     "build_teacher",
     "load_teacher",
+    "predict",
     "prepare_knowledge",
 ]
