@@ -86,8 +86,13 @@ def test_dsn_output_shapes_and_depth_changes_the_output():
     outputs = model(images, depth)
     _assert_maps(outputs, num_bins=8)
     assert model(images, depth[:, 0]).keys() == outputs.keys()  # (B, H, W) depth is accepted too
+    # The residual fusion starts at zero: the DSN first sees exactly the image features ...
+    assert torch.equal(model(images, depth.flip(-1))["heatmap"], outputs["heatmap"])
+    # ... and depth changes the output as soon as the fusion's scale has moved.
+    for fusion in model.fusions:
+        torch.nn.init.ones_(fusion[1].weight)
     other = model(images, depth.flip(-1))
-    assert not torch.allclose(other["heatmap"], outputs["heatmap"])
+    assert not torch.allclose(other["heatmap"], model(images, depth)["heatmap"])
 
 
 def test_encode_depth_marks_invalid_pixels():
@@ -104,9 +109,17 @@ def test_gradients_reach_the_encoders():
     loss = sum(value.square().mean() for branch in outputs.values() for value in branch.values())
     loss.backward()
     for name, module in (("mdn encoder", model.mdn.encoder), ("dsn image encoder", model.dsn.encoder),
-                         ("dsn depth encoder", model.dsn.depth_encoder), ("mdn head", model.mdn.head)):
+                         ("mdn head", model.mdn.head)):
         gradient = module.conv1.weight.grad if hasattr(module, "conv1") else next(module.parameters()).grad
         assert gradient is not None and float(gradient.abs().sum()) > 0, name
+    # The zero-initialised fusion scale takes gradient at once; the depth encoder as soon as that scale moved.
+    assert all(float(fusion[1].weight.grad.abs().sum()) > 0 for fusion in model.dsn.fusions)
+    for fusion in model.dsn.fusions:
+        torch.nn.init.ones_(fusion[1].weight)
+    model.zero_grad()
+    outputs = model(images, depth)
+    sum(value.square().mean() for value in outputs["dsn"].values()).backward()
+    assert float(model.dsn.depth_encoder.stem[0][0].weight.grad.abs().sum()) > 0
 
 
 def test_shared_encoder_runs_once_and_takes_gradients_from_both_branches():

@@ -237,8 +237,12 @@ class DepthFusedMono3DNet(nn.Module):
     """DSN: images (B, 3, H, W) + depth (B, 1, H, W) metres (0 = invalid) → dict of maps (B, C_k, H/4, W/4),
     the same outputs as :class:`Mono3DNet`, from image features fused with depth features.
 
-    At each stride k the image stage map (C_k channels) and the depth encoder's map (D_k) are concatenated and
-    mixed by ``Conv1×1(C_k + D_k → C_k) → BN → ReLU``; the fused stages go through the DSN's own neck and head.
+    At each stride k the image stage map x (C_k channels) and the depth encoder's map d (D_k) are fused as a
+    residual, ``x + BN(Conv1×1([x, d]))`` with the BN's scale initialised to 0: the DSN starts from exactly the
+    (warm-started) image features and learns what depth adds. (A plain ``Conv → BN → ReLU`` mix of the
+    concatenation, the first version here, scrambled the warm-started features: after 464 steps that DSN was a
+    worse detector than the MDN it teaches — validation AP_BEV 5 vs 12–19.) The fused stages go through the
+    DSN's own neck and head. [reconstruction: the paper does not specify the fusion, METHODS.md §3.2]
 
     Args:
         encoder: the image :class:`ResNet` (may be the MDN's, see :class:`SelfDistilledMono3D`).
@@ -254,8 +258,11 @@ class DepthFusedMono3DNet(nn.Module):
         self.output_stride = encoder_stride(encoder)
         image_channels = stage_channels(encoder)
         self.depth_encoder = DepthEncoder(depth_width, first_stride=self.output_stride)
-        self.fusions = nn.ModuleList(_ConvBNReLU(c + d, c, kernel=1)
-                                     for c, d in zip(image_channels, self.depth_encoder.widths, strict=True))
+        self.fusions = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c + d, c, 1, bias=False), nn.BatchNorm2d(c))
+            for c, d in zip(image_channels, self.depth_encoder.widths, strict=True))
+        for fusion in self.fusions:
+            nn.init.zeros_(fusion[1].weight)  # the residual starts at 0: fused = image features
         self.neck = TopDownNeck(image_channels, neck_channels)
         self.head = Mono3DHead(neck_channels, num_classes, num_bins, head_channels, initial_depth, shared_trunk,
                                dimension_bound)
@@ -268,7 +275,7 @@ class DepthFusedMono3DNet(nn.Module):
         for fusion, image_map, depth_map in zip(self.fusions, image_stage_maps, depth_maps, strict=True):
             if depth_map.shape[-2:] != image_map.shape[-2:]:
                 depth_map = F.interpolate(depth_map, size=image_map.shape[-2:], mode="bilinear", align_corners=False)
-            fused.append(fusion(torch.cat([image_map, depth_map], dim=1)))
+            fused.append(image_map + fusion(torch.cat([image_map, depth_map], dim=1)))
         features = self.neck(fused)
         outputs = self.head(features)
         if return_features:
