@@ -50,6 +50,7 @@ class Arm:
     student: str
     distilled: bool
     description: str
+    untrained: bool = False
 
 
 ARMS: dict[str, Arm] = {
@@ -60,6 +61,8 @@ ARMS: dict[str, Arm] = {
     "seg_pointnet_scratch": Arm("segmentation", "pointnet", False, "PointNet from scratch (λ = 0)"),
     "seg_pointnet_distilled": Arm("segmentation", "pointnet", True, "PointNet + L_MCD (λ = 1)"),
     "unsup_pointnet": Arm("unsupervised", "pointnet", True, "PointNet, L_MCD only"),
+    "unsup_pointnet_untrained": Arm("unsupervised", "pointnet", True, "PointNet, untrained (random weights)",
+                                    untrained=True),
 }
 #: Per task: the test metrics recorded (in table order) and the validation monitor of model selection.
 METRICS = {"classification": ("oa", "macc"), "segmentation": ("instance_miou", "class_miou", "point_acc"),
@@ -74,13 +77,17 @@ QUICK_SIZES = {"train_size": 32, "val_size": 16, "test_size": 16, "num_points": 
 def arm_settings(arm: Arm, args: argparse.Namespace) -> tuple[int, float, list[str]]:
     """(epochs, label fraction, the arm's own overrides) of ``arm`` under the command-line settings."""
     if arm.task == "classification" and arm.student == "dgcnn":
-        epochs, fraction, extra = args.dgcnn_epochs, args.label_fraction, [f"train.precision={args.dgcnn_precision}"]
+        epochs, fraction = args.dgcnn_epochs, args.label_fraction
+        extra = [f"train.precision={args.dgcnn_precision}", f"train.batch_size={args.dgcnn_batch_size}"]
     elif arm.task == "classification":
         epochs, fraction, extra = args.epochs, args.label_fraction, []
     elif arm.task == "segmentation":
-        epochs, fraction, extra = args.seg_epochs, args.seg_label_fraction, []
-    else:  # unsupervised: no label is used in training (the SVM sees the training labels afterwards)
+        epochs, fraction = args.seg_epochs, args.seg_label_fraction
+        extra = [f"train.batch_size={args.seg_batch_size}", f"train.optimizer.lr={args.seg_lr}"]
+    elif not arm.untrained:  # unsupervised: no label in training (the SVM sees the training labels afterwards)
         epochs, fraction, extra = args.unsup_epochs, 1.0, []
+    else:  # the SVM protocol's baseline: one epoch at lr 1e-12 (weights stay at their random init; only the
+        epochs, fraction, extra = 1, 1.0, ["train.optimizer.lr=1e-12"]  # BN statistics adapt)
     overrides = [f"options.task={arm.task}", f"options.student={arm.student}", f"train.monitor={MONITOR[arm.task]}",
                  f"options.distillation_weight={1.0 if arm.distilled else 0.0}",
                  f"options.label_fraction={fraction}", *extra]
@@ -185,6 +192,11 @@ def checks(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     if results.get("unsup_pointnet"):
         lines += floor_line([r["svm_oa"] for r in results["unsup_pointnet"]], 80,
                             "Unsupervised L_MCD features, linear-SVM test OA")
+    if results.get("unsup_pointnet") and results.get("unsup_pointnet_untrained"):
+        gains = [t["svm_oa"] - u["svm_oa"] for t, u in zip(results["unsup_pointnet"],
+                                                            results["unsup_pointnet_untrained"], strict=True)]
+        lines.append(f"- Linear-SVM OA, L_MCD-trained − untrained features per seed: "
+                     f"{', '.join(f'{g:+.1f}' for g in gains)} (how much of the SVM OA the distillation adds).")
     information = gains_line(results, "seg_pointnet", "instance_miou",
                              "Part segmentation instance mIoU (information, no floor)")
     return lines + information
@@ -198,8 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=8, help="PointNet classification")
     parser.add_argument("--dgcnn-epochs", type=int, default=4, help="DGCNN classification")
     parser.add_argument("--dgcnn-precision", default="bf16", choices=["bf16", "fp32"], help="DGCNN training")
+    parser.add_argument("--dgcnn-batch-size", type=int, default=8, help="DGCNN (more steps in the same time)")
+    parser.add_argument("--seg-batch-size", type=int, default=8, help="segmentation arms")
+    parser.add_argument("--seg-lr", type=float, default=2e-3, help="segmentation arms (AdamW)")
     parser.add_argument("--seg-label-fraction", type=float, default=1.0, help="segmentation arms")
-    parser.add_argument("--seg-epochs", type=int, default=6, help="PointNet part segmentation")
+    parser.add_argument("--seg-epochs", type=int, default=12, help="PointNet part segmentation")
     parser.add_argument("--unsup-epochs", type=int, default=6, help="PointNet, L_MCD only")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="default: the teacher recipe's (3)")
     parser.add_argument("--threads", type=int, default=2)
