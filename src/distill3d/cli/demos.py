@@ -14,8 +14,7 @@ from typing import Any
 DEMOS: dict[str, str] = {
     "peclr": "PeCLR: equivariant pre-training → 2.5D hand pose fine-tuning vs supervised only (≈3 min)",
     "pointmcd": "PointMCD: multi-view image teacher, then PointNet students from scratch and distilled at 10 % labels "
-                "on the shapes world (≈3-4 min on 2 cores, estimated from partial runs; later runs reuse the cached "
-                "point clouds and views)",
+                "on the shapes world (≈2.5 min on 2 cores, measured with an empty cache)",
     "pose_ckd": "Pose CKD: teacher (image + shape), baseline and distilled image-only students (≈4 min)",
     "shapes": "PointNet shape classification on the procedural shapes world (≈30 s)",
     "skd_wm3d": "SKD-WM3D's image-only 3D detector (MDN) on the road world: 3D labels vs weak labels (2D boxes + "
