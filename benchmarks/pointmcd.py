@@ -15,7 +15,8 @@ both arms of a task. Arms:
 - ``cls_dgcnn_scratch`` / ``cls_dgcnn_distilled``: the same with DGCNN (bf16 autocast: the slow student);
 - ``seg_pointnet_scratch`` / ``seg_pointnet_distilled``: part segmentation at ``--seg-label-fraction``
   (instance mIoU, class mIoU, point accuracy);
-- ``unsup_pointnet``: L_MCD alone, then a linear SVM on the frozen max-pooled features (OA; C chosen on val).
+- ``unsup_pointnet``: L_MCD alone, then a linear SVM on the frozen max-pooled features (OA; C chosen on val);
+- ``unsup_pointnet_untrained``: the same SVM on an untrained PointNet's features (the protocol's baseline).
 
 Model selection on the validation split with the recipe's monitor of the task (``val/oa``, ``val/instance_miou``,
 ``val/svm_oa``); the selected checkpoint is scored on the test split. Train and test-evaluation minutes are recorded

@@ -17,6 +17,19 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run the ``distill3d`` command line in this process → (exit status, stdout, stderr)."""
+    from distill3d.cli.main import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def shared_path(*parts: str) -> Path:
     """Path under ``tests/golden`` (for ``"golden", ...`` parts copied there) or ../shared; skips the calling test
     with a clear reason when it is absent."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import cli
 from distill3d.cli import methods
-from distill3d.cli.main import main
 from distill3d.engine.checkpoint import load_checkpoint
 
 
@@ -19,15 +19,6 @@ def toy_method(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(methods.METHOD_MODULES, "toy", "helpers.toy_method")
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process → (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line_error(code: int, err: str, pattern: str, status: int = 2) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill3d.cli.main import main
+from conftest import cli
 from distill3d.data.freihand import FreiHANDDataset
 from distill3d.data.worlds import preview
 from distill3d.data.worlds.hands import hand_batch
@@ -20,15 +20,6 @@ from distill3d.data.worlds.preview import FREIHAND_EVALUATION_RATIO, export_worl
 SIZE = 32
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run the CLI in this process → (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_export_holds_a_training_and_an_evaluation_split(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import cli
 from distill3d.cli.demos import train_recipe
-from distill3d.cli.main import main
 from distill3d.data.worlds.shapes import CATEGORIES, PART_NAMES, ShapesPointCloudDataset, category_part_ids
 from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from distill3d.errors import ConfigError, DataFormatError, Distill3dError
@@ -193,14 +193,6 @@ def test_teacher_checkpoints_are_refused(runs: dict[str, Path], tmp_path: Path) 
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_predict_passes_options(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

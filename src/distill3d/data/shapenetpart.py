@@ -64,9 +64,11 @@ __all__ = [
     "SPLIT_FILES",
     "ShapeNetPartDataset",
     "ShapeNetPartEntry",
+    "normalize_bounding_box",
     "read_shapenetpart_points",
     "read_split_file",
     "read_synset_file",
+    "sample_point_indices",
     "write_shapenetpart",
 ]
 
@@ -284,6 +286,22 @@ def _match_categories(requested: Sequence[str] | str, known: Sequence[str]) -> l
     return [by_lower[name.lower()] for name in requested]
 
 
+def normalize_bounding_box(points: np.ndarray) -> np.ndarray:
+    """Centre (N, 3) points on their axis-aligned bounding box and scale the box's half-diagonal to 1 (the shapes
+    world's convention; a single point is only centred)."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    half_diagonal = 0.5 * float(np.linalg.norm(high - low))
+    return (points - 0.5 * (low + high)) / (half_diagonal if half_diagonal > 0 else 1.0)
+
+
+def sample_point_indices(count: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``num_points`` of ``count`` points: without replacement when ``count ≥ num_points``, else every
+    point once (shuffled) plus random repeats (the official ShapeNetPart sampling) → (num_points,) int64."""
+    if count >= num_points:
+        return rng.choice(count, num_points, replace=False)
+    return np.concatenate([rng.permutation(count), rng.integers(0, count, num_points - count)])
+
+
 class ShapeNetPartDataset(Dataset):
     """ShapeNetPart objects as point clouds with per-point part labels (the module docstring has the details).
 
@@ -374,9 +392,7 @@ class ShapeNetPartDataset(Dataset):
         if self.n_points is None:
             return slice(None)
         rng = np.random.default_rng([_STREAM_TAG, self.seed, _SPLIT_IDS[self.split], index])
-        if count >= self.n_points:
-            return rng.choice(count, self.n_points, replace=False)
-        return np.concatenate([rng.permutation(count), rng.integers(0, count, self.n_points - count)])
+        return sample_point_indices(count, self.n_points, rng)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """points, normals (N, 3) float32; part_labels (N,) int64; category, symmetry_order () int64."""
@@ -386,9 +402,7 @@ class ShapeNetPartDataset(Dataset):
         entry = self.entries[index]
         points, normals, labels = read_shapenetpart_points(entry.path, self.part_table[entry.category])
         if self.normalize:
-            low, high = points.min(axis=0), points.max(axis=0)
-            half_diagonal = 0.5 * float(np.linalg.norm(high - low))
-            points = (points - 0.5 * (low + high)) / (half_diagonal if half_diagonal > 0 else 1.0)
+            points = normalize_bounding_box(points)
         chosen = self._sample_indices(index, len(points))
         return {
             "points": torch.from_numpy(np.ascontiguousarray(points[chosen], np.float32)),

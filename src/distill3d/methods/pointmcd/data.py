@@ -245,7 +245,22 @@ def materialize(source: Dataset, keys: Sequence[str], description: dict[str, Any
                                transform=transform)
 
 
-class ShapesViewsDataset(Dataset):
+class _BatchServed(Dataset):
+    """A dataset that builds whole batches (``batch(indices)`` → dict of stacked tensors) and serves samples from
+    them: the DataLoader's ``__getitems__`` gets one batch, ``__getitem__`` a batch of one."""
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        batch = self.batch(indices)
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([index])[0]
+
+
+class ShapesViewsDataset(_BatchServed):
     """Shapes-world objects with their rig renders: the point-cloud fields of
     :class:`~distill3d.data.worlds.shapes.ShapesPointCloudDataset` plus image (V, 3, S, S) and surface depth
     (V, S, S). ``batch(indices)`` renders a whole batch in one call."""
@@ -265,12 +280,6 @@ class ShapesViewsDataset(Dataset):
         out["image"], out["depth"] = render_shape_views(self.world, self.split, indices, self.rig)
         return out
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        batch = self.batch(indices)
-        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])[0]
 
 
 def splat_transform(rig: ViewRig, splat_radius: int) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
@@ -283,7 +292,7 @@ def splat_transform(rig: ViewRig, splat_radius: int) -> Callable[[dict[str, torc
     return add_renders
 
 
-class ServedSplit(Dataset):
+class ServedSplit(_BatchServed):
     """A materialised point split serving only ``keys`` (+ ``index``), plus per-sample ``extras`` (tensors whose
     first dimension is the split's length, served as float32 when stored as float16). ``transform`` (batch dict →
     batch dict, e.g. :func:`splat_transform`) runs on the stacked fields of the base before ``keys`` are picked."""
@@ -310,12 +319,6 @@ class ServedSplit(Dataset):
         out["index"] = index
         return out
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        batch = self.batch(indices)
-        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])[0]
 
 
 def labelled_mask(category: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:

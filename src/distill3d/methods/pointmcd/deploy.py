@@ -45,7 +45,13 @@ import torch
 
 from distill3d.data.mesh_io import MAX_MESH_BYTES, read_off, read_ply_points, read_text_file, sample_mesh_surface
 from distill3d.data.modelnet40 import MODELNET40_CLASSES, normalize_unit_sphere
-from distill3d.data.shapenetpart import SHAPENETPART_CATEGORIES, SHAPENETPART_PART_TABLE, SHAPENETPART_SYNSETS
+from distill3d.data.shapenetpart import (
+    SHAPENETPART_CATEGORIES,
+    SHAPENETPART_PART_TABLE,
+    SHAPENETPART_SYNSETS,
+    normalize_bounding_box,
+    sample_point_indices,
+)
 from distill3d.data.worlds.shapes import CATEGORIES, PART_NAMES
 from distill3d.errors import ConfigError, DataFormatError, Distill3dError
 from distill3d.files import atomic_write_bytes
@@ -64,7 +70,6 @@ __all__ = [
     "normalise_like_training",
     "predict",
     "read_point_cloud",
-    "resample",
 ]
 
 POINT_FILE_TYPES = (".txt", ".pts", ".xyz", ".npy", ".off", ".ply")
@@ -247,31 +252,16 @@ def read_point_cloud(path: str | Path, mesh_points: int) -> PointCloudFile:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def resample(count: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``num_points`` of ``count`` points: without replacement when ``count ≥ num_points``, else every
-    point once (shuffled) plus random repeats (ShapeNetPart's sampling) → (num_points,) int64."""
-    if count >= num_points:
-        return rng.choice(count, num_points, replace=False)
-    return np.concatenate([rng.permutation(count), rng.integers(0, count, num_points - count)])
-
-
-def _bounding_box_normalised(points: np.ndarray) -> np.ndarray:
-    """Centre (N, 3) points on their axis-aligned bounding box, half-diagonal scaled to 1 (a point: centred)."""
-    low, high = points.min(axis=0), points.max(axis=0)
-    half_diagonal = 0.5 * float(np.linalg.norm(high - low))
-    return (points - 0.5 * (low + high)) / (half_diagonal if half_diagonal > 0 else 1.0)
-
-
 def normalise_like_training(points: np.ndarray, part_labels: np.ndarray | None, options: Options
                             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Resample a cloud (N, 3) (and its part labels (N,)) to ``options.num_points`` and normalise it as the
     training data of ``options.dataset`` (module docstring, step 3) → (num_points, 3) float32, labels or None."""
     rng = np.random.default_rng(PREDICT_SEED)
-    chosen = resample(len(points), options.num_points, rng)
+    chosen = sample_point_indices(len(points), options.num_points, rng)
     labels = None if part_labels is None else part_labels[chosen]
     if options.dataset == "modelnet40":  # PointNet++'s pc_normalize of the sample
         return normalize_unit_sphere(points[chosen]), labels
-    return _bounding_box_normalised(points)[chosen].astype(np.float32), labels  # ShapeNetPart: on the whole file
+    return normalize_bounding_box(points)[chosen].astype(np.float32), labels  # ShapeNetPart: on the whole file
 
 
 # ----------------------------------------------------------------------------------------------------------
