@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,31 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference material {path} is absent (../shared ships only with the development checkout)")
     return path
+
+
+#: Fragments of a torchrun failure that come from the machine's network (a port taken between the launcher's probe
+#: and its bind, a connection reset under load), not from the code under test: such a launch is retried once.
+TRANSIENT_LAUNCH_ERRORS = ("EADDRINUSE", "address already in use", "DistNetworkError", "Connection reset by peer",
+                           "Connection refused", "RendezvousConnectionError", "Broken pipe")
+
+
+def torchrun(*args: object, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=2 ARGS`` with one torch thread per process.
+
+    Fails the calling test with the launcher's stderr (its last 4,000 characters) when the launch exits non-zero;
+    a failure whose stderr names a network fault (``TRANSIENT_LAUNCH_ERRORS``) is retried once first. Tests that
+    expect a non-zero exit call :func:`torchrun_unchecked`."""
+    result = torchrun_unchecked(*args, timeout=timeout)
+    if result.returncode != 0 and any(text in result.stderr for text in TRANSIENT_LAUNCH_ERRORS):
+        result = torchrun_unchecked(*args, timeout=timeout)
+    if result.returncode != 0:
+        pytest.fail(f"torchrun exited with {result.returncode}; its stderr ends:\n{result.stderr[-4000:]}",
+                    pytrace=False)
+    return result
+
+
+def torchrun_unchecked(*args: object, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The launch of :func:`torchrun` without the exit-status check (stdout and stderr captured as text)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)]
+    return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout,
+                          capture_output=True, text=True)

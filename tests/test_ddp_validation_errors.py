@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import torchrun_unchecked
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 
 
 @pytest.mark.slow
 def test_a_missing_monitor_after_epoch_1_is_the_same_one_line_error_on_every_rank(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(HELPERS / "ddp_monitor_worker.py"), str(tmp_path), str(tmp_path / "run")],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180, capture_output=True, text=True,
-    )
+    done = torchrun_unchecked(HELPERS / "ddp_monitor_worker.py", tmp_path, tmp_path / "run", timeout=180)
     messages = [(tmp_path / f"rank{rank}.txt").read_text() if (tmp_path / f"rank{rank}.txt").is_file() else None
                 for rank in range(2)]
     assert None not in messages, done.stderr[-3000:]

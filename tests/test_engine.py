@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import torchrun
 from distill3d.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from distill3d.engine.config import TrainConfig, apply_overrides, load_run_config, validate_section
 from distill3d.engine.logging import read_metrics
@@ -173,9 +174,7 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(HELPERS / "ddp_worker.py"), str(single), str(tmp_path / "r1")],
                    check=True, env=env, timeout=120)
     double = tmp_path / "double.json"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(HELPERS / "ddp_worker.py"), str(double), str(tmp_path / "r2")],
-                   check=True, env=env, timeout=240, capture_output=True)
+    torchrun(HELPERS / "ddp_worker.py", double, tmp_path / "r2", timeout=240)
     a, b = json.loads(single.read_text()), json.loads(double.read_text())
     assert a["world_size"] == 1 and b["world_size"] == 2
     assert len(a["losses"]) == len(b["losses"]) == 12

@@ -4,8 +4,6 @@ tiny pre-train → fine-tune → eval → predict run through the engine."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from conftest import shared_path, torchrun
 from distill3d.cli.demos import train_recipe
 from distill3d.data.hand_augment import sample_geometric_params, transform_points
 from distill3d.errors import Distill3dError
@@ -123,10 +121,7 @@ def test_two_process_global_negatives_match_single_process(tmp_path: Path) -> No
     from peclr_ddp_worker import global_batch
 
     out = tmp_path / "peclr_ddp.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(HELPERS / "peclr_ddp_worker.py"), str(out)], check=True, env=env, timeout=240,
-                   capture_output=True)
+    torchrun(HELPERS / "peclr_ddp_worker.py", out, timeout=240)
     result = json.loads(out.read_text())
     assert result["world_size"] == 2
     z1, z2, angles, jitters = global_batch()

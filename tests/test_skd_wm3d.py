@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torchrun
 from distill3d.cli.demos import train_recipe
 from distill3d.data.worlds.road import RoadDataset
 from distill3d.geometry.boxes3d import project_box3d_to_image
@@ -132,16 +133,8 @@ def test_paper_scale_kitti_recipe_validates_and_names_missing_paths(tmp_path: Pa
 def test_two_process_ddp_training_with_the_modulation_hook(tmp_path: Path) -> None:
     """``torchrun --nproc_per_node 2 … train skd_wm3d``: MDN + DSN under DDP (gloo), the modulation scaling the
     gradients between backward and the optimiser step, and the KITTI evaluation on rank 0."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     overrides = [*TINY, "options.train_size=12", "train.batch_size=4", f"out_dir={tmp_path}", "name=ddp"]
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "distill3d.cli.main", "train", "skd_wm3d", "--no-progress", *overrides],
-                            env=env, timeout=300, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    torchrun("-m", "distill3d.cli.main", "train", "skd_wm3d", "--no-progress", *overrides, timeout=300)
     metrics = (tmp_path / "ddp" / "metrics.csv").read_text()
     assert "train/transfer" in metrics and "val/ap_bev_r40_moderate_05" in metrics
     assert (tmp_path / "ddp" / "best.pt").is_file()
