@@ -28,7 +28,7 @@ def test_quick_run_of_scratch_and_distilled_arms(tmp_path, monkeypatch: pytest.M
     from benchmarks.pointmcd import main
 
     monkeypatch.setenv("DISTILL3D_CACHE", str(tmp_path / "cache"))
-    arms = ["cls_pointnet_scratch", "cls_pointnet_distilled", "seg_pointnet_scratch"]
+    arms = ["cls_pointnet_scratch_all", "cls_pointnet_scratch", "cls_pointnet_distilled", "seg_pointnet_scratch"]
     main(["--quick", "--threads", "1", "--arms", *arms, "--out", str(tmp_path)])
     report = (tmp_path / "pointmcd_quick.md").read_text()
     assert not (tmp_path / "pointmcd.md").exists()
@@ -36,6 +36,10 @@ def test_quick_run_of_scratch_and_distilled_arms(tmp_path, monkeypatch: pytest.M
     assert "Chance level (uniform guessing): 6.25 % OA and mAcc (16 categories)." in report
     assert "| seg_pointnet_scratch (PointNet from scratch (λ = 0)) |" in report
     assert "PointNet classification OA at 10% labels, distilled − scratch per seed:" in report
+    assert "| cls_pointnet_scratch_all (PointNet from scratch, all labels) | 100% |" in report
+    assert "| cls_pointnet_distilled (PointNet + L_MCD (λ = 1)) | 10% |" in report
+    assert "loss w·SmoothCE + λ·L_MCD with w = 0.2 for PointNet, 0.1 for DGCNN" in report
+    assert "Scratch PointNet test OA (all labels) ≥ 85 %:" in report
     assert "Scratch PointNet part instance mIoU ≥ 70 %:" in report
     assert "DGCNN" not in report.split("## Checks")[1]  # no check for arms that did not run
     document = json.loads((tmp_path / "pointmcd_quick.json").read_text())

@@ -73,6 +73,13 @@ def test_default_options_build_both_stages() -> None:
     student = Options(stage="student", distillation_weight=0.0)
     assert student.effective_smoothing == 0.2
     assert Options(task="segmentation").effective_smoothing == 0.05
+    # the official scripts' task weights beside λ = 1 (METHODS.md §4.3), unless set
+    assert student.effective_task_weight == 0.1
+    assert Options(task="segmentation").effective_task_weight == 0.1
+    assert Options(task="segmentation", student="dgcnn").effective_task_weight == 1.0
+    assert Options(task_weight=0.3).effective_task_weight == 0.3
+    with pytest.raises(ValueError, match="nothing to train"):
+        Options(stage="student", distillation_weight=0.0, task_weight=0.0)
     assert build_task(student, 0).build_model().projection is None
 
 

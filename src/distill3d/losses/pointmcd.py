@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 Masking = Literal["exclude", "multiply"]
-#: Largest (B, views, N, C) block the masked max materialises at once (elements); views are processed in chunks.
+#: Largest (batch rows, C, N) block the masked max materialises at once (elements): the max runs one view at a
+#: time (measured fastest: a block holding several views is 2-3× slower on CPU), over the batch in chunks of it.
 MASKED_MAX_CHUNK_ELEMENTS = 1 << 25
 
 
@@ -58,13 +59,14 @@ def visibility_masked_max(
             test :func:`distill3d.geometry.visibility.point_visibility` returns (B, V, N): transpose it.
         masking: "exclude" — max over the visible points only; "multiply" — max over ``M_iv · f_i`` (the official
             code; invisible points count as 0). See the module docstring.
-        chunk_elements: memory bound of the (B, views, N, C) masked block; views are pooled in chunks of it.
+        chunk_elements: memory bound of the (rows, C, N) masked block of one view; the batch is pooled in chunks
+            of rows that fit it.
 
     Returns:
         (B, V, C), dtype and device of ``features``; zeros for a view with no visible point. The gradient reaches
         the one arg-max point per (view, channel) (as ``torch.max`` routes it), none from an empty view. The
         arg-max search runs without autograd and the result is a ``gather`` of ``features``, so backward keeps
-        only (B, V, C) indices, not the (B, V, N, C) masked copy.
+        only (B, V, C) indices, not a (B, V, N, C) masked copy.
     """
     if masking not in ("exclude", "multiply"):
         raise ValueError(f"masking must be 'exclude' or 'multiply', got {masking!r}")
@@ -73,19 +75,23 @@ def visibility_masked_max(
     check_shape("visibility", visibility, (batch, num_points, None))
     num_views = visibility.shape[2]
     visible_by_view = (visibility != 0).transpose(1, 2).to(features.device)  # (B, V, N)
-    fill = float("-inf") if masking == "exclude" else 0.0
-    views_per_chunk = max(1, int(chunk_elements) // max(1, batch * num_points * channels))
+    rows = max(1, int(chunk_elements) // max(1, num_points * channels))
     with torch.no_grad():
         # Points last, so that the max runs over contiguous memory (≈1.6× faster than over a strided N axis on
-        # CPU); free when the features are a transposed view of a (B, C, N) convolution output.
-        by_channel = features.detach().transpose(1, 2).contiguous().unsqueeze(1)  # (B, 1, C, N)
-        arg_max = [
-            torch.where(visible_by_view[:, start : start + views_per_chunk, None, :], by_channel, fill)
-            .max(dim=3)
-            .indices
-            for start in range(0, num_views, views_per_chunk)
-        ]
-        indices = torch.cat(arg_max, dim=1) if arg_max else features.new_zeros((batch, 0, channels), dtype=torch.long)
+        # CPU); free when the features are a transposed view of a (B, C, N) convolution output. "exclude" adds
+        # a 0 / −inf bias per point (faster than torch.where or masked_fill here), "multiply" multiplies by M.
+        by_channel = features.detach().transpose(1, 2).contiguous()  # (B, C, N)
+        if masking == "exclude":
+            mask = torch.zeros(visible_by_view.shape, dtype=features.dtype, device=features.device)
+            mask.masked_fill_(~visible_by_view, float("-inf"))
+        else:
+            mask = visible_by_view.to(features.dtype)
+        indices = features.new_empty((batch, num_views, channels), dtype=torch.long)
+        for view in range(num_views):
+            for start in range(0, batch, rows):
+                block, view_mask = by_channel[start : start + rows], mask[start : start + rows, view, None, :]
+                masked = block + view_mask if masking == "exclude" else block * view_mask
+                indices[start : start + rows, view] = masked.argmax(dim=2)
     pooled = torch.gather(features, 1, indices)  # (B, V, C): f of the arg-max point of each view and channel
     chosen_visible = torch.gather(visible_by_view, 2, indices)  # (B, V, C): is that point visible in the view
     return pooled * chosen_visible.to(features.dtype)

@@ -21,7 +21,10 @@ never an image; validation and test batches carry points and labels only.
 features f_i; the visibility-aware feature projection ``ĝ_v = ReLU(BN(W max_i M_iv·f_i))`` (1024 → 512,
 :class:`~distill3d.losses.pointmcd.VisibilityAwareProjection`) gives per-view descriptors, and
 
-    L = task_weight · SmoothCE(labelled shapes) + λ · L_MCD,    L_MCD = mean |ĝ − t|      (METHODS.md §4.2–4.3)
+    L = w · SmoothCE(labelled shapes) + λ · L_MCD,    L_MCD = mean |ĝ − t|      (METHODS.md §4.2–4.3)
+
+with the official weights by default: w = 0.1 (classification, PointNet segmentation; 1.0 DGCNN segmentation),
+λ = 1 — the L1 on the descriptors outweighs the task loss tenfold (``task_weight`` / ``distillation_weight``).
 
 * classification: smooth CE of the shape class (ε = 0.2); metrics ``oa`` and ``macc`` (%);
 * segmentation: smooth CE of every point's part (category one-hot as input; ε = 0.05 PointNet, 0.2 DGCNN);

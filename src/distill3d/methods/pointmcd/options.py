@@ -21,6 +21,13 @@ DEFAULT_SMOOTHING: dict[tuple[str, str], float] = {
     ("classification", "pointnet"): 0.2, ("classification", "dgcnn"): 0.2,
     ("segmentation", "pointnet"): 0.05, ("segmentation", "dgcnn"): 0.2,
 }
+#: Weight of the task loss when ``task_weight`` is null (METHODS.md §4.3, the official distiller scripts, next to
+#: λ = 1 for L_MCD): 0.1 for classification and PointNet segmentation, 1.0 for DGCNN segmentation. Under Adam(W)
+#: a scratch student (λ = 0) trains the same with any weight; what the weight sets is the task / L_MCD balance.
+DEFAULT_TASK_WEIGHT: dict[tuple[str, str], float] = {
+    ("classification", "pointnet"): 0.1, ("classification", "dgcnn"): 0.1,
+    ("segmentation", "pointnet"): 0.1, ("segmentation", "dgcnn"): 1.0,
+}
 
 
 class Options(BaseModel):
@@ -78,8 +85,9 @@ class Options(BaseModel):
     # ------------------------------------------------------------------------------------- student
     teacher_checkpoint: Path | None = Field(None, description="teacher run folder or checkpoint (stage student)")
     distillation_weight: float = Field(1.0, ge=0, description="λ of λ·L_MCD; 0 = scratch student (no teacher)")
-    task_weight: float = Field(1.0, ge=0, description="weight of the supervised loss (0.1 in the official "
-                               "classification scripts)")
+    task_weight: float | None = Field(None, ge=0, description="weight of the supervised loss; null = the official "
+                                      "scripts' value (0.1 classification and PointNet segmentation, 1.0 DGCNN "
+                                      "segmentation)")
     label_fraction: float = Field(1.0, gt=0, le=1, description="share of the training shapes that carry labels "
                                   "(per class, drawn with the run's seed); L_MCD uses every shape")
     smoothing: float | None = Field(None, ge=0, lt=1, description="label smoothing ε; null = the paper's value "
@@ -140,7 +148,7 @@ class Options(BaseModel):
                              "(or set distillation_weight: 0 for the scratch student)")
         if self.stage == "student" and self.task == "unsupervised" and self.distillation_weight == 0:
             raise ValueError("options.distillation_weight must be > 0 for task: unsupervised (L_MCD is its only loss)")
-        if self.stage == "student" and self.task != "unsupervised" and self.task_weight == 0 \
+        if self.stage == "student" and self.task != "unsupervised" and self.effective_task_weight == 0 \
                 and self.distillation_weight == 0:
             raise ValueError("options.task_weight and options.distillation_weight are both 0: nothing to train")
         return self
@@ -151,6 +159,13 @@ class Options(BaseModel):
         if self.smoothing is not None:
             return self.smoothing
         return DEFAULT_SMOOTHING.get((self.task, self.student), 0.2)
+
+    @property
+    def effective_task_weight(self) -> float:
+        """Weight of the supervised loss (``task_weight``, or the official value for this task and student)."""
+        if self.task_weight is not None:
+            return self.task_weight
+        return DEFAULT_TASK_WEIGHT.get((self.task, self.student), 1.0)
 
     @property
     def effective_visibility_tolerance(self) -> float:

@@ -321,13 +321,13 @@ class PointMCDTask(TaskBase):
         logits, _, student_views = model(points, category, batch["visibility"] if self.distills else None)
         out: dict[str, torch.Tensor] = {}
         loss = 0.0 * logits.float().sum()  # keeps every head parameter in the graph (DDP), whatever is trained
-        if o.task != "unsupervised" and o.task_weight > 0:
+        if o.task != "unsupervised" and o.effective_task_weight > 0:
             labelled = batch["labelled"]
             target = category if o.task == "classification" else batch["part_labels"]
             supervised = logits.new_zeros((), dtype=torch.float32)  # no labelled shape in the batch: L_MCD alone
             if bool(labelled.any()):
                 supervised = smooth_cross_entropy(logits[labelled].float(), target[labelled], o.effective_smoothing)
-            loss = loss + o.task_weight * supervised
+            loss = loss + o.effective_task_weight * supervised
             out["task"] = supervised
             out["acc"] = (logits.argmax(-1) == target).float().mean()
         if self.distills:
