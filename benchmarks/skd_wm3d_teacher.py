@@ -7,7 +7,6 @@ Run: ``python -m benchmarks.skd_wm3d_teacher RUN_DIR`` (a run folder of ``distil
 """
 
 import sys
-from types import SimpleNamespace
 
 import torch
 from torch.utils.data import DataLoader
@@ -27,16 +26,8 @@ def main() -> None:
         raise SystemExit(f"{sys.argv[1]}: needs a road-world run with the DSN (options.self_distillation: true)")
     val = road_split("val", o.val_size, o.data_seed, o.image_size, (*EVAL_KEYS, "depth_estimate"), o.cache)
     batches = list(DataLoader(val, batch_size=32, collate_fn=task.collate))
-    current = SimpleNamespace(depth=None)
-    dsn_as_mdn = SimpleNamespace(mdn=lambda images: model(images, current.depth)["dsn"])  # what task.predict calls
-
-    def with_depth():
-        for batch in batches:
-            current.depth = batch["depth_estimate"][:, None]
-            yield batch
-
     mdn = task.evaluate(model, batches)
-    dsn = task.evaluate(dsn_as_mdn, with_depth())
+    dsn = task.evaluate(model, batches, branch="dsn")
     print(f"val Car AP_BEV@0.5 R40 Moderate: MDN (image) {mdn[KEY]:.1f}, DSN (image + depth estimate) {dsn[KEY]:.1f}; "
           f"AP_2D@0.7: MDN {mdn['Car_2D_AP40_moderate_strict']:.1f}, DSN {dsn['Car_2D_AP40_moderate_strict']:.1f}")
 

@@ -13,6 +13,7 @@ import torch
 from conftest import torchrun
 from distill3d.cli.demos import train_recipe
 from distill3d.data.worlds.road import RoadDataset
+from distill3d.errors import Distill3dError
 from distill3d.geometry.boxes3d import project_box3d_to_image
 from distill3d.methods.skd_wm3d import Options, build_task
 from distill3d.methods.skd_wm3d.data import (
@@ -93,6 +94,26 @@ def test_tiny_run_trains_evaluates_and_reloads(tmp_path: Path, arm: list[str]) -
     for frame in frames:
         assert frame.has_scores or len(frame) == 0
         assert (frame.dimensions > 0).all()
+
+
+def test_dsn_branch_detects_from_the_depth_estimate(tmp_path: Path) -> None:
+    """``predict(..., branch="dsn")`` decodes the DSN (image + the batch's depth estimate): its detections move
+    with the depth map while the MDN's (image only) do not; without a depth estimate it is one clear error."""
+    _, task, model = train_recipe("skd_wm3d", [*TINY, "options.supervision=weak", "options.score_threshold=0.0"],
+                                  tmp_path, "run")
+    batch = _batch(3)
+    deeper = {**batch, "depth_estimate": batch["depth_estimate"] * 3 + 5}
+
+    def scores(frames: list) -> np.ndarray:
+        return np.concatenate([frame.score for frame in frames])
+
+    assert np.array_equal(scores(task.predict(model, batch)), scores(task.predict(model, deeper)))
+    dsn = task.predict(model, batch, branch="dsn")
+    assert len(dsn) == 3 and not np.array_equal(scores(dsn), scores(task.predict(model, deeper, branch="dsn")))
+    assert set(task.evaluate(model, [batch], branch="dsn")) == set(task.evaluate(model, [batch]))
+    without_depth = {key: value for key, value in batch.items() if key != "depth_estimate"}
+    with pytest.raises(Distill3dError, match="depth_estimate"):
+        task.predict(model, without_depth, branch="dsn")
 
 
 def test_kitti_run_from_a_local_folder(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from distill3d.data.kitti_detection import evaluation_frames, write_kitti_result
 from distill3d.data.kitti_io import read_split_file, write_label_file
 from distill3d.data.worlds.road import MEAN_DIMENSIONS
 from distill3d.engine.task import TaskBase
+from distill3d.errors import Distill3dError
 from distill3d.geometry import mono3d as geometry
 from distill3d.geometry.boxes3d import rotation_y_to_alpha
 from distill3d.losses import mono3d as losses
@@ -35,6 +36,9 @@ from distill3d.metrics.kitti import FrameAnnotations, evaluate_kitti
 from distill3d.models.mono3d import DepthFusedMono3DNet, Mono3DNet, SelfDistilledMono3D
 from distill3d.models.resnet import ResNet, load_encoder_weights
 from distill3d.weights import resolve_encoder_weights
+
+Branch = Literal["mdn", "dsn"]
+"""Which branch detects: the MDN (image only, inference) or the DSN (image + depth estimate, diagnosis)."""
 
 STRIDE = 4
 SKY_DEPTH = 80.0
@@ -252,11 +256,20 @@ class SKDWM3DTask(TaskBase):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[FrameAnnotations]:
-        """MDN detections (image only) of a batch as KITTI records in the original frame's pixels."""
+    def predict(self, model: nn.Module, batch: dict[str, Any], branch: Branch = "mdn") -> list[FrameAnnotations]:
+        """Detections of a batch as KITTI records in the original frame's pixels: the MDN's (image only; what
+        inference uses), or with ``branch="dsn"`` the DSN's (image + the batch's ``depth_estimate``; diagnosis)."""
         o = self.options
         module = getattr(model, "module", model)
-        outputs = {name: value.float() for name, value in module.mdn(normalise(batch["image"])).items()}  # bf16
+        images = normalise(batch["image"])
+        if branch == "mdn":
+            maps = module.mdn(images)
+        elif getattr(module, "dsn", None) is None or "depth_estimate" not in batch:
+            raise Distill3dError("the DSN's detections need a model with the DSN (options.self_distillation: true) "
+                                 "and batches that carry depth_estimate")
+        else:
+            maps = module(images, batch["depth_estimate"][:, None])["dsn"]
+        outputs = {name: value.float() for name, value in maps.items()}  # bf16 under autocast
         detections = geometry.decode_detections(outputs, batch["P2_image"], self.class_means, top_k=o.top_k,
                                                 stride=STRIDE)
         frames = []
@@ -293,13 +306,15 @@ class SKDWM3DTask(TaskBase):
             write_label_file(label_dir / f"{frame_id}.txt", frame, with_score=False)
         return label_dir, result_dir
 
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """KITTI AP (R40 and R11, IoU 0.7 / 0.5, BEV and 3D) of the MDN on one split; headline keys
-        ``ap_bev_r40_moderate_05`` and ``ap_3d_r40_moderate_05`` for the first class."""
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]], branch: Branch = "mdn"
+                 ) -> dict[str, float]:
+        """KITTI AP (R40 and R11, IoU 0.7 / 0.5, BEV and 3D) of the MDN (or, with ``branch="dsn"``, the DSN: see
+        :meth:`predict`) on one split; headline keys ``ap_bev_r40_moderate_05`` and ``ap_3d_r40_moderate_05`` for
+        the first class."""
         gt, dt = [], []
         for batch in batches:
             gt.extend(evaluation_frames(batch))
-            dt.extend(self.predict(model, batch))
+            dt.extend(self.predict(model, batch, branch))
         result = evaluate_kitti(gt, dt, classes=self.options.classes, metrics=("bbox", "bev", "3d"))
         metrics = result.to_dict(include_aos=False)
         first = self.options.classes[0]
