@@ -179,8 +179,10 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(runs: dict[str, Path], t
         np.save(path, content)
     elif content is not None:
         path.write_text(content)
+    good = tmp_path / "good.txt"  # read first: its picture must not be written either (nothing half-written)
+    np.savetxt(good, np.random.default_rng(0).normal(size=(40, 3)))
     with pytest.raises(DataFormatError) as caught:
-        predict(state_of(runs["classifier"]), [path], tmp_path / "out")
+        predict(state_of(runs["classifier"]), [good, path], tmp_path / "out")
     text = str(caught.value)
     assert "\n" not in text and text.startswith(str(path))
     assert re.search(message, text), text

@@ -281,7 +281,6 @@ class ShapesViewsDataset(_BatchServed):
         return out
 
 
-
 def splat_transform(rig: ViewRig, splat_radius: int) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """Per-batch transform of a materialised real-data point split: adds the point-splat renders as ``image``."""
 
@@ -318,7 +317,6 @@ class ServedSplit(_BatchServed):
             out[name] = rows.float() if rows.dtype == torch.float16 else rows
         out["index"] = index
         return out
-
 
 
 def labelled_mask(category: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:

@@ -398,22 +398,27 @@ def predict(state: dict[str, Any], paths: Sequence[str | Path], out_dir: str | P
         raise ConfigError(f"--option {unknown[0]}: pointmcd predict knows only "
                           + ", ".join(f"{key} ({what})" for key, what in PREDICT_OPTIONS.items()))
     model, run_options, spec = load_student(state)
-    out_dir = Path(out_dir)
-    lines: list[str] = []
-    used: set[str] = set()
+    # Every file is read (and a segmentation input's category found) before any picture is written: a bad input
+    # is one error line and leaves nothing half-written.
+    inputs = []
     for raw in paths:
         path = Path(raw)
         cloud = read_point_cloud(path, run_options.num_points)
         points, file_labels = normalise_like_training(cloud.points, cloud.part_labels, run_options)
+        category = _category_of(path, given.get("category"), spec) if model.segmentation else None
+        inputs.append((path, cloud.source, points, file_labels, category))
+    out_dir = Path(out_dir)
+    lines: list[str] = []
+    used: set[str] = set()
+    for path, source, points, file_labels, category in inputs:
         tensor = torch.from_numpy(np.ascontiguousarray(points, np.float32))[None]
-        how = f"{cloud.source} → {run_options.num_points}"
-        if model.segmentation:
-            line, picture = _segment(model, tensor, path, given.get("category"), file_labels, run_options, spec)
+        if category is not None:
+            line, picture = _segment(model, tensor, path, category, file_labels, run_options, spec)
         else:
             line, picture = _classify(model, tensor, path, run_options, spec)
         written = out_dir / _output_name(path.stem, used)
         atomic_write_bytes(written, picture)
-        lines.append(f"{path}: {line} ({how}) → {written}")
+        lines.append(f"{path}: {line} ({source} → {run_options.num_points}) → {written}")
     return lines
 
 
@@ -432,10 +437,10 @@ def _classify(model: PointMCDStudent, points: torch.Tensor, path: Path, options:
         points[0].numpy(), None, title, options.up_axis)
 
 
-def _segment(model: PointMCDStudent, points: torch.Tensor, path: Path, given: str | None,
+def _segment(model: PointMCDStudent, points: torch.Tensor, path: Path, category_and_source: tuple[int, str],
              file_labels: np.ndarray | None, options: Options, spec: DataSpec) -> tuple[str, bytes]:
-    """(printed line, PNG) of a segmentation student on one cloud (1, N, 3)."""
-    category, where = _category_of(path, given, spec)
+    """(printed line, PNG) of a segmentation student on one cloud (1, N, 3) of category (id, where it came from)."""
+    category, where = category_and_source
     name = spec.category_names[category]
     category_tensor = torch.tensor([category])
     with torch.no_grad():
