@@ -24,7 +24,8 @@ def main() -> None:
     o = task.options
     if model.dsn is None or o.dataset != "road":
         raise SystemExit(f"{sys.argv[1]}: needs a road-world run with the DSN (options.self_distillation: true)")
-    val = road_split("val", o.val_size, o.data_seed, o.image_size, (*EVAL_KEYS, "depth_estimate"), o.cache)
+    val = road_split("val", o.val_size, o.data_seed, o.image_size, (*EVAL_KEYS, "depth_estimate"), o.cache,
+                     o.difficulty)
     batches = list(DataLoader(val, batch_size=32, collate_fn=task.collate))
     mdn = task.evaluate(model, batches)
     dsn = task.evaluate(model, batches, branch="dsn")

@@ -23,6 +23,7 @@ from distill3d.data.worlds.road import (
     image_intrinsics,
     make_road_scene,
     render_road_scenes,
+    road_config,
     road_frames,
 )
 from distill3d.geometry.boxes3d import project_box3d_to_image
@@ -59,6 +60,24 @@ def test_samples_are_a_pure_function_of_split_index_and_seed() -> None:
     batch = RoadDataset.collate(dataset.__getitems__([0, 1, 2]))
     assert batch["image"].shape == (3, 3, *SIZE) and len(batch["boxes3d"]) == 3
     assert all(boxes.shape[1] == 7 for boxes in batch["boxes3d"])
+
+
+def test_difficulty_presets_set_range_and_clutter() -> None:
+    """``standard`` (benchmarks) keeps every object kind within 30 m; ``easy`` is cars within 25 m on bare ground;
+    ``hard`` is RoadConfig's defaults (60 m); an unknown preset is one clear error naming the presets."""
+    assert road_config("hard") == RoadConfig()
+    assert road_config("standard", image_size=SIZE) == RoadConfig(image_size=SIZE, distance_range=(4.0, 30.0))
+    standard = road_frames("train", list(range(16)), seed=2, config=road_config("standard", image_size=SIZE))
+    easy = road_frames("train", list(range(16)), seed=2, config=road_config("easy", image_size=SIZE))
+    depths = {name: np.concatenate([f.objects.location[:, 2] for f in frames])
+              for name, frames in (("standard", standard), ("easy", easy))}
+    assert depths["standard"].max() <= 30.0 + 1e-6 and depths["easy"].max() <= 25.0 + 1e-6
+    assert {n for f in standard for n in f.objects.name} >= {"Car", "Pedestrian"}
+    assert {n for f in easy for n in f.objects.name} == {"Car"}
+    assert all(len(f.objects.name) <= 4 for f in easy)
+    assert RoadDataset("train", 2, 0, SIZE, difficulty="easy").config.scenery is False
+    with pytest.raises(ValueError, match="easy"):
+        road_config("medium")
 
 
 def test_labels_follow_kitti_conventions(frames) -> None:

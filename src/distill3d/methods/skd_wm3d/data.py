@@ -17,6 +17,7 @@ import torch
 
 from distill3d.data.cache import MaterializedDataset
 from distill3d.data.kitti_detection import KittiDetectionDataset
+from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.road import CLASS_NAMES, KITTI_IMAGE_SIZE, RoadDataset
 
 WEAK_TRAIN_KEYS = ("image", "depth_estimate", "K", "P2_image", "bbox", "labels")
@@ -29,11 +30,12 @@ RAGGED = ("bbox", "boxes3d", "labels", "truncated", "occluded", "alpha", "dontca
 
 
 def road_split(split: str, size: int, data_seed: int, image_size: tuple[int, int], keys: tuple[str, ...],
-               cache: bool) -> MaterializedDataset:
-    """``size`` frames of a road-world split with only ``keys``, rendered once (disk-cached when ``cache``)."""
-    source = RoadDataset(split, size, data_seed, image_size)
+               cache: bool, difficulty: Difficulty = "standard") -> MaterializedDataset:
+    """``size`` frames of a road-world split (a difficulty preset) with only ``keys``, rendered once (disk-cached
+    when ``cache``)."""
+    source = RoadDataset(split, size, data_seed, image_size, difficulty=difficulty)
     description = {"world": "road", "split": split, "size": size, "seed": data_seed, "image_size": list(image_size),
-                   "keys": list(keys)}
+                   "keys": list(keys), "difficulty": difficulty}
     return MaterializedDataset(source, keys, description if cache else None,
                                ragged_keys=[k for k in keys if k in RAGGED])
 

@@ -50,6 +50,9 @@ class Options(BaseModel):
     val_size: int = Field(500, gt=0, description="road world: validation frames (model selection)")
     test_size: int = Field(1000, gt=0, description="road world: test frames")
     data_seed: int = Field(0, ge=0, description="road world: seed of the frames (fixed across training seeds)")
+    difficulty: Literal["easy", "standard", "hard"] = Field(
+        "standard", description="road world preset (distill3d.data.worlds.road.ROAD_PRESETS): objects within "
+                                "25 / 30 / 60 m")
     cache: bool = Field(True, description="render each road split once into the disk cache")
     classes: tuple[str, ...] = Field(("Car", "Pedestrian", "Cyclist"), description="detected classes")
 
@@ -77,6 +80,9 @@ class Options(BaseModel):
                                   description="weak depth target: quantile of the depth estimate inside the box")
     exclude_nearer_boxes: bool = Field(True, description="weak cues ignore depth samples inside nearer objects' "
                                                          "2D boxes (likely occluders)")
+    alignment_branches: tuple[Literal["mdn", "dsn"], ...] = Field(
+        ("mdn", "dsn"), description="branches that the point-to-box alignment (weights.alignment) trains; ['dsn']: "
+                                    "only the depth-guided branch, whose input shows the points")
     alignment_visible_edges: bool = Field(False, description="point-to-box alignment measures to the footprint "
                                                             "edges facing the camera only")
     box_shrink: float = Field(0.1, ge=0, lt=0.5, allow_inf_nan=False,

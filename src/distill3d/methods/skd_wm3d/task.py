@@ -95,7 +95,8 @@ class SKDWM3DTask(TaskBase):
         if split not in self._splits:
             o = self.options
             if o.dataset == "road":
-                self._splits[split] = road_split(split, size, o.data_seed, o.image_size, keys, o.cache)
+                self._splits[split] = road_split(split, size, o.data_seed, o.image_size, keys, o.cache,
+                                                   o.difficulty)
             else:
                 train = read_split_file(o.kitti_root / "ImageSets" / "train.txt")
                 hold_out = min(o.kitti_val_from_train, len(train) - 1)
@@ -138,7 +139,8 @@ class SKDWM3DTask(TaskBase):
                 "log_sigma": at["depth_log_sigma"][:, 0], "at": at, "cell_xy": cell_xy}
 
     def _branch_losses(self, outputs: dict[str, torch.Tensor], objects: Objects, targets: dict[str, torch.Tensor],
-                       batch: dict[str, Any], weak: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, dict]:
+                       batch: dict[str, Any], weak: dict[str, torch.Tensor] | None, branch: Branch = "mdn"
+                       ) -> tuple[torch.Tensor, dict]:
         w = self.options.weights
         width = outputs["heatmap"].shape[-1]
         cells = targets["cell_index"]
@@ -159,7 +161,7 @@ class SKDWM3DTask(TaskBase):
             terms["projection"] = losses.projection_consistency_loss(
                 decoded["centre"], decoded["dims"], decoded["ry"], batch["P2_image"][objects.batch_index],
                 objects.boxes2d, (width_px, height))
-            if "points" in weak:
+            if "points" in weak and branch in self.options.alignment_branches:
                 terms["alignment"] = losses.point_box_alignment_loss(
                     decoded["centre"], decoded["dims"], decoded["ry"], weak["points"], weak["valid"],
                     visible_edges_only=self.options.alignment_visible_edges)
@@ -218,7 +220,7 @@ class SKDWM3DTask(TaskBase):
         logged = {f"mdn_{k}": v.detach() for k, v in mdn["terms"].items()}
         loss = mdn_loss
         if o.self_distillation:
-            dsn_loss, dsn = self._branch_losses(outputs["dsn"], objects, targets, batch, weak)
+            dsn_loss, dsn = self._branch_losses(outputs["dsn"], objects, targets, batch, weak, "dsn")
             logged.update({f"dsn_{k}": v.detach() for k, v in dsn["terms"].items()})
             transfer = self._transfer(mdn["decoded"], dsn["decoded"]) if len(objects.classes) else mdn_loss * 0
             logged["transfer"] = transfer.detach()

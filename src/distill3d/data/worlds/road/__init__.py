@@ -20,6 +20,14 @@ Camera and frames
   thing as on KITTI.  :func:`image_to_kitti_pixels` / :func:`kitti_to_image_pixels` convert coordinates.
   ``depth`` and ``K`` belong to the rendered image.
 
+Difficulty presets
+------------------
+:func:`road_config` (``difficulty=`` of :class:`RoadDataset`; :data:`ROAD_PRESETS`): ``hard`` is the full street
+(cars up to 60 m, pedestrians, cyclists, buildings, trees); ``standard`` (benchmarks, demo) the same street with
+objects within 30 m; ``easy`` 1-4 cars within 25 m on a bare ground plane.  Why 30 m: at the 96×320 input a
+car 60 m away is 5 px high and one input pixel of its box bottom is ±2 m of depth; with objects within 30 m the
+supervised detector reaches KITTI-like Moderate AP in the benchmark's budget (``benchmarks/results/skd_wm3d.md``).
+
 Labels (``RoadFrame.objects``: one :class:`~distill3d.metrics.kitti.FrameAnnotations` record)
 -----------------------------------------------------------------------------------------
 * ``boxes3d`` ``(x, y, z, h, w, l, ry)``: bottom centre, KITTI's convention (:mod:`distill3d.geometry.boxes3d`);
@@ -64,6 +72,7 @@ from distill3d.data.worlds.road.scene import (
     KITTI_IMAGE_SIZE,
     KITTI_P2,
     MEAN_DIMENSIONS,
+    ROAD_PRESETS,
     SPLITS,
     WORLD_ID,
     RoadConfig,
@@ -75,6 +84,7 @@ from distill3d.data.worlds.road.scene import (
     kitti_to_image_pixels,
     make_road_scene,
     object_primitives,
+    road_config,
     sample_road_scene,
 )
 
@@ -85,6 +95,7 @@ __all__ = [
     "KITTI_IMAGE_SIZE",
     "KITTI_P2",
     "MEAN_DIMENSIONS",
+    "ROAD_PRESETS",
     "SPLITS",
     "WORLD_ID",
     "RoadConfig",
@@ -101,6 +112,7 @@ __all__ = [
     "make_road_scene",
     "object_primitives",
     "render_road_scenes",
+    "road_config",
     "road_frame",
     "road_frames",
     "sample_road_scene",

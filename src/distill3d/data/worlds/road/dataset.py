@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from distill3d.data.cache import collate_ragged
+from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.road.depth import estimated_depth
 from distill3d.data.worlds.road.frames import road_frames
-from distill3d.data.worlds.road.scene import SPLITS, WORLD_ID, RoadConfig, image_projection
+from distill3d.data.worlds.road.scene import SPLITS, WORLD_ID, RoadConfig, image_projection, road_config
 
 # ----------------------------------------------------------------------------------------------------------
 # Dataset
@@ -22,7 +23,8 @@ from distill3d.data.worlds.road.scene import SPLITS, WORLD_ID, RoadConfig, image
 class RoadDataset(Dataset):
     """Road-world frames as a torch Dataset (KITTI stand-in).
 
-    ``RoadDataset(split="train", size=3712, seed=0, image_size=(96, 320))``; a sample is a dict:
+    ``RoadDataset(split="train", size=3712, seed=0, image_size=(96, 320), difficulty="standard")`` (a preset of
+    :data:`~distill3d.data.worlds.road.scene.ROAD_PRESETS`; an explicit ``config`` replaces it); a sample is a dict:
 
     * image (3, H, W) float32 in [0, 1]; depth (H, W) float32 true camera-2 z (m, 0 = sky);
       depth_estimate (H, W) float32 (:func:`estimated_depth`); K (3, 3) float32 of the rendered image;
@@ -50,11 +52,12 @@ class RoadDataset(Dataset):
         seed: int = 0,
         image_size: tuple[int, int] = (96, 320),
         config: RoadConfig | None = None,
+        difficulty: Difficulty = "standard",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         self.split, self.size, self.seed = split, int(size), int(seed)
-        self.config = replace(config or RoadConfig(), image_size=tuple(image_size))
+        self.config = replace(config or road_config(difficulty), image_size=tuple(image_size))
 
     def __len__(self) -> int:
         return self.size

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from distill3d.data.worlds.difficulty import Difficulty, check_difficulty
 from distill3d.data.worlds.render import PrimitiveKind, Primitives, rotation_from_z
 from distill3d.geometry.camera import resize_intrinsics
 from distill3d.geometry.rotations import rotation_y
@@ -236,6 +237,24 @@ class RoadConfig:
     box2d_source: Literal["silhouette", "projection"] = "silhouette"
     samples_per_side: int = 1
     scenery: bool = True
+
+
+ROAD_PRESETS: dict[str, dict] = {
+    "easy": {"cars": (1, 4), "pedestrian_probability": 0.0, "cyclist_probability": 0.0,
+             "distance_range": (4.0, 25.0), "scenery": False},
+    "standard": {"distance_range": (4.0, 30.0)},
+    "hard": {},
+}
+"""What each :data:`~distill3d.data.worlds.difficulty.Difficulty` preset changes from :class:`RoadConfig`'s
+defaults (``hard`` = the defaults: cars up to 60 m, full clutter).  ``standard`` keeps every object kind and all
+the clutter but places objects within 30 m, so every car is at least ≈ 36 px high in the original frame (KITTI's
+Moderate starts at 25 px; at the 96×320 input a 60 m car is 5 px high and its depth is ±2 m per input pixel of
+its box bottom).  ``easy`` has 1-4 cars within 25 m on a bare ground plane, nothing else."""
+
+
+def road_config(difficulty: Difficulty = "standard", **overrides) -> RoadConfig:
+    """The :class:`RoadConfig` of a difficulty preset (:data:`ROAD_PRESETS`), with ``overrides`` applied."""
+    return RoadConfig(**{**ROAD_PRESETS[check_difficulty(difficulty)], **overrides})
 
 
 @dataclass
