@@ -9,7 +9,7 @@ Arms (same detector, data, warm start, augmentation and number of steps; only th
 - ``weak_sd_unc``: + the uncertainty-aware transfer (DSN's Laplacian σ);
 - ``skd_wm3d``: + gradient-targeted transfer modulation — the full method.
 
-Road world frames of data seed 0 in the ``standard`` preset (objects within 30 m, :mod:`distill3d.data.worlds.road`;
+Road world frames of data seed 0 in the ``standard`` preset (objects within 25 m, :mod:`distill3d.data.worlds.road`;
 rendered once and cached, shared by every arm and seed); model selection by
 the validation split's Car AP_BEV@0.5 (R40, Moderate); scored on the test split with the KITTI evaluation.
 Run: ``python -m benchmarks.skd_wm3d [--seeds 0 1 2] [--out DIR] [--arms ...]``; ``--quick`` for a smoke test.
@@ -50,7 +50,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, runs: Path) -> dict[s
                  f"train.threads={args.threads}", f"options.train_size={args.train_size}",
                  f"options.val_size={args.val_size}", f"options.test_size={args.test_size}",
                  f"options.image_size=[{args.height}, {args.width}]", f"options.difficulty={args.difficulty}",
-                 f"train.optimizer.lr={args.lr}",
+                 f"train.optimizer.lr={args.lr}", f"options.classes=[{', '.join(args.classes)}]",
                  f"train.schedule.warmup_epochs={args.warmup_epochs}", *ARMS[arm][1]]
     started = time.perf_counter()
     run_dir, _, _ = train_recipe("skd_wm3d", overrides, runs, f"{arm}-s{seed}")
@@ -89,12 +89,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--warmup-epochs", type=float, default=0.3)
+    parser.add_argument("--warmup-epochs", type=float, default=0.6,
+                        help="linear warm-up (epochs); 0.6 lifted the ceiling of the weak seed 1 from 35 to 42 on val")
     parser.add_argument("--lr", type=float, default=4e-3,
                         help="AdamW lr (chosen on the validation split: the ceiling scores 15 / 20 / 24 / 21 at "
                              "1 / 2 / 4 / 8e-3 on the hard preset, seed 0)")
+    parser.add_argument("--classes", nargs="+", default=["Car"],
+                        help="detected classes (the first one is scored; Car only: 45 vs 42 val AP on seed 1)")
     parser.add_argument("--difficulty", default="standard", choices=["easy", "standard", "hard"],
-                        help="road world preset (objects within 25 / 30 / 60 m)")
+                        help="road world preset (objects within 20 / 25 / 60 m)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-size", type=int, default=3712)
     parser.add_argument("--val-size", type=int, default=300)
@@ -121,7 +124,8 @@ def main() -> None:
     lines = [f"# SKD-WM3D on the road world{' (QUICK: a smoke test)' if args.quick else ''}", "",
              f"Road world, `{args.difficulty}` preset (objects within "
              f"{road_config(args.difficulty).distance_range[1]:g} m), at {args.height}×{args.width}, "
-             f"{args.train_size:,} training frames, {args.epochs} epochs of batch {args.batch_size} (AdamW lr "
+             f"{args.train_size:,} training frames, detector of {', '.join(args.classes)}, {args.epochs} epochs "
+             f"of batch {args.batch_size} (AdamW lr "
              f"{args.lr:g}, cosine, {args.warmup_epochs} warm-up epochs), ResNet-18 (width 32) "
              "warm-started from the shipped weights; the DSN arms share the image encoder with the MDN (recipe "
              "`shared_encoder: true`); weak cues: median of the depth estimate inside each 2D box without the pixels "

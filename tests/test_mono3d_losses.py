@@ -14,6 +14,7 @@ from distill3d.losses.mono3d import (
     covered_by_nearer_boxes,
     dimension_prior_loss,
     focal_heatmap_loss,
+    heatmap_distillation_loss,
     laplacian_l1,
     point_box_alignment_loss,
     projection_consistency_loss,
@@ -456,3 +457,20 @@ def test_alignment_to_visible_edges_measures_to_the_camera_facing_faces() -> Non
     point_box_alignment_loss(centre, dims, ry, points, torch.ones(1, 2, dtype=torch.bool),
                              visible_edges_only=True).backward()
     assert torch.isfinite(centre.grad).all() and centre.grad.abs().sum() > 0
+
+
+def test_heatmap_distillation_is_the_binary_kl_per_object() -> None:
+    """0 when the maps agree; otherwise Σ KL(sg(p_t) ‖ p_s) / N_obj, with gradient to the student only."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    student = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    assert float(heatmap_distillation_loss(teacher, teacher, 3)) == pytest.approx(0.0, abs=1e-6)
+    loss = heatmap_distillation_loss(student, teacher, 4)
+    p, q = torch.sigmoid(teacher.detach()).double(), torch.sigmoid(student.detach()).double()
+    expected = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).sum() / 4
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    loss.backward()
+    assert teacher.grad is None and bool(student.grad.abs().sum() > 0)
+    assert float(heatmap_distillation_loss(student, teacher, 0)) == pytest.approx(4 * float(loss), rel=1e-5)
+    with pytest.raises(ShapeError):
+        heatmap_distillation_loss(student, teacher[:, :2], 1)

@@ -191,3 +191,70 @@ def test_kitti_result_files_scored_by_the_official_evaluation_match_evaluate(tmp
     assert from_files["KITTI/Car_BEV_AP40_moderate_loose"] > 0
     assert from_files["KITTI/Car_BEV_AP40_moderate_loose"] == pytest.approx(
         expected["KITTI/Car_BEV_AP40_moderate_loose"], abs=1e-6)
+
+
+@pytest.mark.parametrize("chosen", [("depth",), ("orientation",), ("offset3d", "dimensions")])
+def test_transfer_reaches_only_the_chosen_attributes(chosen: tuple[str, ...]) -> None:
+    """``options.transfer_attributes`` picks what the MDN learns from the DSN: the transfer's gradient reaches
+    the student's chosen attributes and no other; the teacher gets none (stop-gradient)."""
+    task = build_task(Options(transfer_attributes=chosen, pretrained_backbone=None, cache=False), 0)
+    generator = torch.Generator().manual_seed(0)
+
+    def decoded(requires_grad: bool) -> dict:
+        def leaf(*shape: int, shift: float = 0.0) -> torch.Tensor:
+            return (torch.randn(*shape, generator=generator) + shift).requires_grad_(requires_grad)
+
+        return {"depth": leaf(5, shift=20.0), "log_sigma": leaf(5), "alpha": leaf(5),
+                "at": {"offset3d": leaf(5, 2), "dimensions": leaf(5, 3)}}
+
+    student, teacher = decoded(True), decoded(True)
+    task._transfer(student, teacher).backward()
+    reached = {"depth": student["depth"].grad, "orientation": student["alpha"].grad,
+               "offset3d": student["at"]["offset3d"].grad, "dimensions": student["at"]["dimensions"].grad}
+    for name, grad in reached.items():
+        assert (grad is not None and bool(grad.abs().sum() > 0)) == (name in chosen), name
+    assert teacher["depth"].grad is None and teacher["alpha"].grad is None
+
+
+def test_alignment_trains_only_the_listed_branches() -> None:
+    """``options.alignment_branches: [dsn]`` gives the point-to-box alignment to the DSN only."""
+    options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False, flip=False,
+                      weights={"alignment": 1.0}, alignment_branches=("dsn",))
+    task = build_task(options, 0)
+    model = task.build_model()
+    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    logged = task.training_step(model, weak_batch)
+    assert "dsn_alignment" in logged and "mdn_alignment" not in logged
+    both = build_task(options.model_copy(update={"alignment_branches": ("mdn", "dsn")}), 0)
+    assert {"dsn_alignment", "mdn_alignment"} <= set(both.training_step(model, weak_batch))
+
+
+def test_footprint_depth_offset_changes_only_the_depth_target() -> None:
+    """``options.depth_offset: footprint`` moves the weak depth target behind the visible surface by the
+    predicted footprint's half extent along the ray instead of half the class-mean width: the depth term changes,
+    no other term does."""
+    options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False, flip=False,
+                      self_distillation=False)
+    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    model = build_task(options, 0).build_model()
+    logged = {offset: build_task(options.model_copy(update={"depth_offset": offset}), 0).training_step(model,
+                                                                                                       weak_batch)
+              for offset in ("half_width", "footprint")}
+    assert float(logged["half_width"]["mdn_depth"]) != pytest.approx(float(logged["footprint"]["mdn_depth"]))
+    for term in ("mdn_heatmap", "mdn_projection", "mdn_dimension_prior"):
+        assert float(logged["half_width"][term]) == pytest.approx(float(logged["footprint"][term]))
+
+
+def test_heatmap_transfer_is_part_of_the_transfer_term() -> None:
+    """``transfer_attributes: [heatmap]``: the transfer is the dense heat-map KL alone (positive while the two
+    branches' heat maps differ); with the box attributes it adds to their transfer."""
+    options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False, flip=False,
+                      transfer_attributes=("heatmap",))
+    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    model = build_task(options, 0).build_model()
+    heatmap_only = float(build_task(options, 0).training_step(model, weak_batch)["transfer"])
+    depth_only = float(build_task(options.model_copy(update={"transfer_attributes": ("depth",)}), 0)
+                       .training_step(model, weak_batch)["transfer"])
+    both = float(build_task(options.model_copy(update={"transfer_attributes": ("depth", "heatmap")}), 0)
+                 .training_step(model, weak_batch)["transfer"])
+    assert heatmap_only > 0 and both == pytest.approx(heatmap_only + depth_only, rel=1e-4)

@@ -63,15 +63,15 @@ def test_samples_are_a_pure_function_of_split_index_and_seed() -> None:
 
 
 def test_difficulty_presets_set_range_and_clutter() -> None:
-    """``standard`` (benchmarks) keeps every object kind within 30 m; ``easy`` is cars within 25 m on bare ground;
+    """``standard`` (benchmarks) keeps every object kind within 25 m; ``easy`` is cars within 20 m on bare ground;
     ``hard`` is RoadConfig's defaults (60 m); an unknown preset is one clear error naming the presets."""
     assert road_config("hard") == RoadConfig()
-    assert road_config("standard", image_size=SIZE) == RoadConfig(image_size=SIZE, distance_range=(4.0, 30.0))
+    assert road_config("standard", image_size=SIZE) == RoadConfig(image_size=SIZE, distance_range=(4.0, 25.0))
     standard = road_frames("train", list(range(16)), seed=2, config=road_config("standard", image_size=SIZE))
     easy = road_frames("train", list(range(16)), seed=2, config=road_config("easy", image_size=SIZE))
     depths = {name: np.concatenate([f.objects.location[:, 2] for f in frames])
               for name, frames in (("standard", standard), ("easy", easy))}
-    assert depths["standard"].max() <= 30.0 + 1e-6 and depths["easy"].max() <= 25.0 + 1e-6
+    assert depths["standard"].max() <= 25.0 + 1e-6 and depths["easy"].max() <= 20.0 + 1e-6
     assert {n for f in standard for n in f.objects.name} >= {"Car", "Pedestrian"}
     assert {n for f in easy for n in f.objects.name} == {"Car"}
     assert all(len(f.objects.name) <= 4 for f in easy)

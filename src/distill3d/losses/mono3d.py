@@ -102,6 +102,33 @@ def focal_heatmap_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return -total / positive.sum().clamp(min=1).to(logits.dtype)
 
 
+def heatmap_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                              num_objects: int | torch.Tensor) -> torch.Tensor:
+    """Dense transfer of a teacher's heat map: the binary KL divergence ``KL(sg(p_t) ‖ p_s)`` of the per-cell
+    object probabilities ``p = sigmoid(logits)``, summed over every cell and class and divided by the number of
+    objects (as :func:`focal_heatmap_loss`, so the two have comparable scales). It is 0 when the maps agree.
+    [ours: the paper transfers "3D-like" knowledge without a stated form; a dense heat-map transfer is the
+    detection-level counterpart of the box-attribute transfer.]
+
+    Args:
+        student_logits: (B, C, h, w) heat-map logits of the student (MDN).
+        teacher_logits: (B, C, h, w) logits of the teacher (DSN); detached here.
+        num_objects: objects in the batch (the divisor; at least 1).
+
+    Returns:
+        0-dim loss in the student's dtype.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ShapeError(f"student and teacher heat maps must have the same shape, got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
+    p_teacher = torch.sigmoid(teacher_logits)
+    kl = (p_teacher * (F.logsigmoid(teacher_logits) - F.logsigmoid(student_logits))
+          + (1 - p_teacher) * (F.logsigmoid(-teacher_logits) - F.logsigmoid(-student_logits)))
+    count = torch.as_tensor(num_objects, dtype=student_logits.dtype, device=student_logits.device).clamp(min=1)
+    return kl.sum() / count
+
+
 def laplacian_l1(pred: torch.Tensor, target: torch.Tensor, log_sigma: torch.Tensor,
                  reduction: str = "mean") -> torch.Tensor:
     """Laplacian aleatoric-uncertainty L1 (Kendall & Gal 2017; GUPNet / MonoFlex depth loss).

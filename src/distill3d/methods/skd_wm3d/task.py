@@ -154,9 +154,15 @@ class SKDWM3DTask(TaskBase):
             terms.update(self._full_terms(decoded, objects, batch))
         elif weak is not None and len(cells):
             height, width_px = batch["image"].shape[-2:]
-            valid = torch.isfinite(weak["depth"])
+            target = weak["depth"]
+            if self.options.depth_offset == "footprint":
+                # the centre lies behind the visible surface by about half the footprint's extent along the ray
+                # (this branch's own box, detached): 0.25·(l·|sin α| + w·|cos α|) [reconstruction]
+                alpha, dims = decoded["alpha"].detach(), decoded["dims"].detach()
+                target = weak["surface"] + 0.25 * (dims[:, 2] * alpha.sin().abs() + dims[:, 1] * alpha.cos().abs())
+            valid = torch.isfinite(target)
             if bool(valid.any()):
-                terms["depth"] = losses.laplacian_l1(decoded["depth"][valid], weak["depth"][valid],
+                terms["depth"] = losses.laplacian_l1(decoded["depth"][valid], target[valid],
                                                      decoded["log_sigma"][valid])
             terms["projection"] = losses.projection_consistency_loss(
                 decoded["centre"], decoded["dims"], decoded["ry"], batch["P2_image"][objects.batch_index],
@@ -195,13 +201,13 @@ class SKDWM3DTask(TaskBase):
         # the box centre lies behind the visible surface: half the class-mean width (reconstruction)
         centre_depth = surface + 0.5 * self.class_means[objects.classes, 1]
         if o.weights.alignment == 0:
-            return {"depth": centre_depth}
+            return {"depth": centre_depth, "surface": surface}
         points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
                                               max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         # camera-2 points → rectified label frame
         offset = torch.linalg.solve(batch["P2_image"][objects.batch_index, :, :3],
                                     batch["P2_image"][objects.batch_index, :, 3:])[..., 0]
-        return {"depth": centre_depth, "points": points - offset[:, None, :], "valid": valid}
+        return {"depth": centre_depth, "surface": surface, "points": points - offset[:, None, :], "valid": valid}
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         o = self.options
@@ -223,6 +229,9 @@ class SKDWM3DTask(TaskBase):
             dsn_loss, dsn = self._branch_losses(outputs["dsn"], objects, targets, batch, weak, "dsn")
             logged.update({f"dsn_{k}": v.detach() for k, v in dsn["terms"].items()})
             transfer = self._transfer(mdn["decoded"], dsn["decoded"]) if len(objects.classes) else mdn_loss * 0
+            if "heatmap" in o.transfer_attributes:
+                transfer = transfer + losses.heatmap_distillation_loss(outputs["mdn"]["heatmap"],
+                                                                       outputs["dsn"]["heatmap"], len(objects.classes))
             logged["transfer"] = transfer.detach()
             loss = loss + dsn_loss + o.weights.distillation * transfer
             self._last_task_losses = (float(mdn_loss.detach()), float(dsn_loss.detach()))
@@ -230,19 +239,27 @@ class SKDWM3DTask(TaskBase):
 
     def _transfer(self, student: dict, teacher: dict) -> torch.Tensor:
         """MDN ← DSN at the objects' cells (both branches see the same image, so the same cell is the same
-        object): depth with the DSN's Laplacian uncertainty (when ``uncertainty``), 3D-centre offset, dimensions
-        and the observation angle as (sin, cos), each with the soft margin."""
+        object), for the box ``transfer_attributes`` (the dense ``heatmap`` one is added by the caller): depth
+        with the DSN's Laplacian uncertainty (when ``uncertainty``); 3D-centre offset, dimensions (log ratio) and
+        the observation angle as (sin, cos) as one plain term; each with the soft margin."""
         o = self.options
         m = o.distillation_margin
-        sigma = teacher["log_sigma"][:, None] if o.uncertainty else None
-        depth = losses.uncertainty_distillation_loss(student["depth"][:, None], teacher["depth"][:, None], sigma, m)
+        chosen = set(o.transfer_attributes)
+        total = student["depth"].new_zeros(())
+        if "depth" in chosen:
+            sigma = teacher["log_sigma"][:, None] if o.uncertainty else None
+            total = total + losses.uncertainty_distillation_loss(student["depth"][:, None],
+                                                                 teacher["depth"][:, None], sigma, m)
 
-        def angle(d: dict) -> torch.Tensor:
-            return torch.stack([torch.sin(d["alpha"]), torch.cos(d["alpha"])], dim=1)
+        def attributes(d: dict) -> list[torch.Tensor]:
+            found = {"offset3d": d["at"]["offset3d"], "dimensions": d["at"]["dimensions"],
+                     "orientation": torch.stack([torch.sin(d["alpha"]), torch.cos(d["alpha"])], dim=1)}
+            return [found[name] for name in ("offset3d", "dimensions", "orientation") if name in chosen]
 
-        rest = torch.cat([student["at"]["offset3d"], student["at"]["dimensions"], angle(student)], dim=1)
-        target = torch.cat([teacher["at"]["offset3d"], teacher["at"]["dimensions"], angle(teacher)], dim=1)
-        return depth + losses.uncertainty_distillation_loss(rest, target, None, m)
+        if chosen - {"depth", "heatmap"}:
+            total = total + losses.uncertainty_distillation_loss(torch.cat(attributes(student), dim=1),
+                                                                 torch.cat(attributes(teacher), dim=1), None, m)
+        return total
 
     def before_optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
         """Gradient-targeted transfer modulation: slow the branch whose task loss falls faster."""

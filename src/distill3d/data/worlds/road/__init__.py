@@ -24,8 +24,8 @@ Difficulty presets
 ------------------
 :func:`road_config` (``difficulty=`` of :class:`RoadDataset`; :data:`ROAD_PRESETS`): ``hard`` is the full street
 (cars up to 60 m, pedestrians, cyclists, buildings, trees); ``standard`` (benchmarks, demo) the same street with
-objects within 30 m; ``easy`` 1-4 cars within 25 m on a bare ground plane.  Why 30 m: at the 96×320 input a
-car 60 m away is 5 px high and one input pixel of its box bottom is ±2 m of depth; with objects within 30 m the
+objects within 25 m; ``easy`` 1-4 cars within 20 m on a bare ground plane.  Why 25 m: at the 96×320 input a
+car 60 m away is 5 px high and one input pixel of its box bottom is ±2 m of depth; with objects within 25 m the
 supervised detector reaches KITTI-like Moderate AP in the benchmark's budget (``benchmarks/results/skd_wm3d.md``).
 
 Labels (``RoadFrame.objects``: one :class:`~distill3d.metrics.kitti.FrameAnnotations` record)

@@ -241,15 +241,15 @@ class RoadConfig:
 
 ROAD_PRESETS: dict[str, dict] = {
     "easy": {"cars": (1, 4), "pedestrian_probability": 0.0, "cyclist_probability": 0.0,
-             "distance_range": (4.0, 25.0), "scenery": False},
-    "standard": {"distance_range": (4.0, 30.0)},
+             "distance_range": (4.0, 20.0), "scenery": False},
+    "standard": {"distance_range": (4.0, 25.0)},
     "hard": {},
 }
 """What each :data:`~distill3d.data.worlds.difficulty.Difficulty` preset changes from :class:`RoadConfig`'s
 defaults (``hard`` = the defaults: cars up to 60 m, full clutter).  ``standard`` keeps every object kind and all
-the clutter but places objects within 30 m, so every car is at least ≈ 36 px high in the original frame (KITTI's
-Moderate starts at 25 px; at the 96×320 input a 60 m car is 5 px high and its depth is ±2 m per input pixel of
-its box bottom).  ``easy`` has 1-4 cars within 25 m on a bare ground plane, nothing else."""
+the clutter but places objects within 25 m, so every car is at least ≈ 44 px high in the original frame (KITTI's
+Moderate starts at 25 px; at the 96×320 input a 60 m car is 5 px high and one input pixel of its box bottom is
+±2 m of depth).  ``easy`` has 1-4 cars within 20 m on a bare ground plane, nothing else."""
 
 
 def road_config(difficulty: Difficulty = "standard", **overrides) -> RoadConfig:
