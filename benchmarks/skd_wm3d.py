@@ -29,6 +29,7 @@ from benchmarks.common import RESULTS, mean_std, write_report, write_results_jso
 from distill3d.cli.demos import train_recipe
 from distill3d.cli.methods import load_trained
 from distill3d.data.worlds.road import road_config
+from distill3d.methods.skd_wm3d import Options
 
 ARMS: dict[str, tuple[str, list[str]]] = {
     "supervised": ("MDN, 3D labels (ceiling)", ["options.supervision=full", "options.self_distillation=false"]),
@@ -121,6 +122,7 @@ def main() -> None:
                 results[arm].append(run_arm(arm, seed, args, runs))
     total = (time.perf_counter() - started) / 60
     name = "skd_wm3d_quick" if args.quick else "skd_wm3d"
+    defaults = Options()
     lines = [f"# SKD-WM3D on the road world{' (QUICK: a smoke test)' if args.quick else ''}", "",
              f"Road world, `{args.difficulty}` preset (objects within "
              f"{road_config(args.difficulty).distance_range[1]:g} m), at {args.height}×{args.width}, "
@@ -128,9 +130,11 @@ def main() -> None:
              f"of batch {args.batch_size} (AdamW lr "
              f"{args.lr:g}, cosine, {args.warmup_epochs} warm-up epochs), ResNet-18 (width 32) "
              "warm-started from the shipped weights; the DSN arms share the image encoder with the MDN (recipe "
-             "`shared_encoder: true`); weak cues: median of the depth estimate inside each 2D box without the pixels "
-             "of nearer objects' boxes, projection consistency, size prior (point-to-box alignment off: it lowered "
-             "validation AP); seeds "
+             "`shared_encoder: true`) and weigh the transfer "
+             f"{defaults.weights.distillation:g} (`options.weights.distillation`); weak cues: median of the depth "
+             "estimate inside each 2D box without the pixels of nearer objects' boxes, placed behind that surface by "
+             f"`options.depth_offset: {defaults.depth_offset}`, projection consistency, size prior (point-to-box "
+             "alignment off: it lowered validation AP); seeds "
              f"{args.seeds}; test split {args.test_size:,} frames; Car, KITTI evaluation of the MDN (image only). "
              "Mean ± sample std over seeds.", "",
              "| arm | AP_BEV@0.5 R40 Mod. | AP_3D@0.5 R40 Mod. | AP_BEV@0.7 R40 Mod. | AP_3D@0.7 R40 Mod. | "
