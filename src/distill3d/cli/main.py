@@ -318,7 +318,7 @@ def world_preview(
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("contact_sheet.png"),
     n: Annotated[int, typer.Option(min=1, max=1024, help="number of samples")] = 16,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
-    difficulty: Annotated[str, typer.Option(help="preset of the shapes and hands worlds: easy | standard | hard")]
+    difficulty: Annotated[str, typer.Option(help="preset of the world: easy | standard | hard")]
     = "standard",
 ) -> None:
     """Write a PNG contact sheet of samples with their labels drawn (pose axes, hand skeleton, 3D boxes)."""
@@ -336,7 +336,7 @@ def world_export(
     out: Annotated[Path, typer.Option(help="dataset folder to create (must not exist)")],
     n: Annotated[int, typer.Option(min=1, help="number of samples")] = 100,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="world seed (non-negative)")] = 0,
-    difficulty: Annotated[str, typer.Option(help="preset of the shapes and hands worlds: easy | standard | hard")]
+    difficulty: Annotated[str, typer.Option(help="preset of the world: easy | standard | hard")]
     = "standard",
 ) -> None:
     """Write a dataset folder in the real format: road → KITTI, hands → FreiHAND (training and evaluation

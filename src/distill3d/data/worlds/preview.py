@@ -67,7 +67,7 @@ from PIL import Image, ImageDraw
 from distill3d.data.shapenetpart import write_shapenetpart
 from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.data.worlds.hands import hand_batch
-from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, RoadConfig, export_kitti, image_projection, road_frames
+from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, export_kitti, image_projection, road_config, road_frames
 from distill3d.data.worlds.shapes import CATEGORIES, ShapesWorld, category_part_ids
 from distill3d.files import atomic_directory, atomic_write_text
 from distill3d.geometry.boxes3d import BOX3D_EDGES, project_box3d_to_image
@@ -101,8 +101,7 @@ def _hand_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 3) -> lis
 
 
 def _road_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 2) -> list[Image.Image]:
-    del difficulty  # the road world has one preset (standard) so far
-    config = RoadConfig()
+    config = road_config(difficulty)
     projection = image_projection(config.image_size)
     tiles = []
     for frame in road_frames("train", list(range(n)), seed, config):
@@ -130,7 +129,7 @@ def _shape_tiles(n: int, seed: int, difficulty: Difficulty, zoom: int = 3) -> li
 def contact_sheet(world: str, n: int = 16, seed: int = 0, path: str | os.PathLike = "contact_sheet.png",
                   difficulty: Difficulty = "standard") -> Path:
     """Write a PNG grid of ``n`` samples of ``world`` ("shapes", "hands" or "road") with their labels drawn
-    (``difficulty``: the shapes and hands worlds' preset)."""
+    (``difficulty``: the world's preset)."""
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     if n < 1:
@@ -274,13 +273,13 @@ def export_world(
     images): ``n`` training frames (the ``labelled`` split) and ``n_evaluation`` evaluation frames (the ``test``
     split; default ⌈n · 3960 / 32560⌉) with their annotations; shapes → ShapeNetPart layout with
     :data:`SHAPES_EXPORT_POINTS` points per object, plus ``images/`` (default 64×64) and ``annotations.json``
-    (module docstring).  ``difficulty``: the shapes and hands worlds' preset.  ``out_dir`` must not exist yet;
+    (module docstring).  ``difficulty``: the world's preset.  ``out_dir`` must not exist yet;
     the folder appears complete or not at all.
     """
     out_dir = Path(out_dir)
     if world == "road":
         size = KITTI_IMAGE_SIZE if image_size is None else tuple(image_size)  # type: ignore[arg-type]
-        return export_kitti(out_dir, n, seed, image_size=size)
+        return export_kitti(out_dir, n, seed, image_size=size, config=road_config(difficulty))
     if world == "hands":
         size = 224 if image_size is None else int(image_size)  # type: ignore[arg-type]
         return _export_hands(out_dir, n, seed, size, n_evaluation, difficulty)
