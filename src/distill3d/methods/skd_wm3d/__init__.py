@@ -15,15 +15,17 @@ stated, the rest is the documented reconstruction of ``../shared/papers/METHODS.
   MDN (monocular detection network): image only, the only branch used at inference. Trained jointly.
 * Weak 3D losses for both branches: projection consistency (the 8 projected corners' extent = the 2D box), the
   object's depth from the median of the depth estimate inside its shrunk 2D box, without the pixels that fall in
-  nearer objects' 2D boxes (likely occluders), + half the class-mean width (the visible surface is in front of the
-  centre), with a Laplacian uncertainty; sizes bounded to exp(±0.3) of the class mean plus a size prior; and,
+  nearer objects' 2D boxes (likely occluders), + half the branch's predicted footprint extent along the ray
+  (``depth_offset: footprint``; or half the class-mean width: the visible surface is in front of the centre),
+  with a Laplacian uncertainty; sizes bounded to exp(±0.3) of the class mean plus a size prior; and,
   switched off by default because it lowered validation AP on the road world, alignment of the back-projected
   depth points with the box footprint in bird's-eye view (WeakM3D's idea, with estimated depth instead of LiDAR)
   [reconstruction].
 * Self-knowledge distillation (``self_distillation``): the MDN learns the DSN's predictions at the objects' cells
-  (same image, so the same cell is the same object): depth, 3D-centre offset, dimensions, angle; with
-  ``uncertainty`` the depth term is weighted by the DSN's Laplacian σ, with a soft margin (``distillation_margin``)
-  [reconstruction of the paper's uncertainty-aware distillation].
+  (same image, so the same cell is the same object): depth, 3D-centre offset, dimensions, angle
+  (``transfer_attributes``; ``heatmap`` adds a dense KL of the DSN's heat map), weight ``weights.distillation``
+  (0.1); with ``uncertainty`` the depth term is weighted by the DSN's Laplacian σ, with a soft margin
+  (``distillation_margin``) [reconstruction of the paper's uncertainty-aware distillation].
 * Gradient-targeted transfer modulation (``modulation``): with ρ = L_MDN / L_DSN the faster-learning branch's
   gradients are scaled by 1 − tanh(α(ρ − 1)) before the optimiser step (OGM-GE-like) [reconstruction].
 * Augmentation: horizontal flip consistent with detection (image, depth, boxes, camera; ry → π − ry).
