@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.demos import train_recipe
 from distill3d.cli.methods import load_trained
+from distill3d.data.worlds.difficulty import DIFFICULTIES
 from distill3d.data.worlds.road import road_config
 from distill3d.methods.skd_wm3d import Options
 
@@ -97,7 +98,7 @@ def main() -> None:
                              "1 / 2 / 4 / 8e-3 on the hard preset, seed 0)")
     parser.add_argument("--classes", nargs="+", default=["Car"],
                         help="detected classes (the first one is scored; Car only: 45 vs 42 val AP on seed 1)")
-    parser.add_argument("--difficulty", default="standard", choices=["easy", "standard", "hard"],
+    parser.add_argument("--difficulty", default="standard", choices=DIFFICULTIES,
                         help="road world preset (objects within 20 / 25 / 60 m)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-size", type=int, default=3712)

@@ -35,7 +35,7 @@ def road_split(split: str, size: int, data_seed: int, image_size: tuple[int, int
     when ``cache``)."""
     source = RoadDataset(split, size, data_seed, image_size, difficulty=difficulty)
     description = {"world": "road", "split": split, "size": size, "seed": data_seed, "image_size": list(image_size),
-                   "keys": list(keys), "difficulty": difficulty, "config": repr(source.config)}
+                   "keys": list(keys), "config": repr(source.config)}
     return MaterializedDataset(source, keys, description if cache else None,
                                ragged_keys=[k for k in keys if k in RAGGED])
 

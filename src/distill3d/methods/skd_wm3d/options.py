@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from distill3d.data.worlds.difficulty import Difficulty
+
 
 class LossWeights(BaseModel):
     """Weights of the loss terms (each branch; the distillation term acts on the MDN only)."""
@@ -53,7 +55,7 @@ class Options(BaseModel):
     val_size: int = Field(500, gt=0, description="road world: validation frames (model selection)")
     test_size: int = Field(1000, gt=0, description="road world: test frames")
     data_seed: int = Field(0, ge=0, description="road world: seed of the frames (fixed across training seeds)")
-    difficulty: Literal["easy", "standard", "hard"] = Field(
+    difficulty: Difficulty = Field(
         "standard", description="road world preset (distill3d.data.worlds.road.ROAD_PRESETS): objects within "
                                 "20 / 25 / 60 m")
     cache: bool = Field(True, description="render each road split once into the disk cache")

@@ -154,12 +154,15 @@ class SKDWM3DTask(TaskBase):
             terms.update(self._full_terms(decoded, objects, batch))
         elif weak is not None and len(cells):
             height, width_px = batch["image"].shape[-2:]
-            target = weak["depth"]
+            # the box centre lies behind the visible surface [reconstruction]: by about half the footprint's
+            # extent along the ray, 0.25·(l·|sin α| + w·|cos α|) of this branch's own box (detached), or by half
+            # the class-mean width
             if self.options.depth_offset == "footprint":
-                # the centre lies behind the visible surface by about half the footprint's extent along the ray
-                # (this branch's own box, detached): 0.25·(l·|sin α| + w·|cos α|) [reconstruction]
                 alpha, dims = decoded["alpha"].detach(), decoded["dims"].detach()
-                target = weak["surface"] + 0.25 * (dims[:, 2] * alpha.sin().abs() + dims[:, 1] * alpha.cos().abs())
+                behind = 0.25 * (dims[:, 2] * alpha.sin().abs() + dims[:, 1] * alpha.cos().abs())
+            else:
+                behind = 0.5 * self.class_means[objects.classes, 1]
+            target = weak["surface"] + behind
             valid = torch.isfinite(target)
             if bool(valid.any()):
                 terms["depth"] = losses.laplacian_l1(decoded["depth"][valid], target[valid],
@@ -192,22 +195,21 @@ class SKDWM3DTask(TaskBase):
                 "orientation": nn.functional.cross_entropy(logits, bins) + (residuals - residual).abs().mean()}
 
     def _weak_cues(self, batch: dict[str, Any], objects: Objects) -> dict[str, torch.Tensor]:
-        """Per-object cues from the depth ESTIMATE: robust box depth (N,) m and back-projected points."""
+        """Per-object cues from the depth ESTIMATE: robust depth of the visible surface in each box (N,) m and, with
+        the alignment on, back-projected points."""
         o = self.options
         depth_map = batch["depth_estimate"]
         surface = losses.box_depth_target(depth_map, objects.boxes2d, objects.batch_index, o.depth_quantile,
                                           o.box_shrink, max_depth=SKY_DEPTH,
                                           exclude_nearer_boxes=o.exclude_nearer_boxes)
-        # the box centre lies behind the visible surface: half the class-mean width (reconstruction)
-        centre_depth = surface + 0.5 * self.class_means[objects.classes, 1]
         if o.weights.alignment == 0:
-            return {"depth": centre_depth, "surface": surface}
+            return {"surface": surface}
         points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
                                               max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         # camera-2 points → rectified label frame
         offset = torch.linalg.solve(batch["P2_image"][objects.batch_index, :, :3],
                                     batch["P2_image"][objects.batch_index, :, 3:])[..., 0]
-        return {"depth": centre_depth, "surface": surface, "points": points - offset[:, None, :], "valid": valid}
+        return {"surface": surface, "points": points - offset[:, None, :], "valid": valid}
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         o = self.options
