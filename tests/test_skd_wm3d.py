@@ -229,6 +229,25 @@ def test_alignment_trains_only_the_listed_branches() -> None:
     assert {"dsn_alignment", "mdn_alignment"} <= set(both.training_step(model, weak_batch))
 
 
+def test_depth_orientation_cue_trains_only_the_listed_branches() -> None:
+    """``weights.orientation_cue`` with ``orientation_cue_branches: [dsn]`` (the default) adds the depth
+    orientation term to the DSN only and leaves the MDN-only arm without it; ``[mdn]`` gives it to the MDN."""
+    options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False, flip=False)
+    assert options.weights.orientation_cue > 0
+    assert options.orientation_cue_branches == ("dsn",)
+    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    task = build_task(options, 0)
+    model = task.build_model()
+    logged = task.training_step(model, weak_batch)
+    assert "dsn_orientation_cue" in logged and "mdn_orientation_cue" not in logged
+    assert 0 <= float(logged["dsn_orientation_cue"]) <= 1
+    alone = build_task(options.model_copy(update={"self_distillation": False}), 0)
+    assert "mdn_orientation_cue" not in alone.training_step(alone.build_model(), weak_batch)
+    direct = build_task(options.model_copy(update={"self_distillation": False, "orientation_cue_branches": ("mdn",)}),
+                        0)
+    assert "mdn_orientation_cue" in direct.training_step(direct.build_model(), weak_batch)
+
+
 def test_footprint_depth_offset_changes_only_the_depth_target() -> None:
     """``options.depth_offset: footprint`` moves the weak depth target behind the visible surface by the
     predicted footprint's half extent along the ray instead of half the class-mean width: the depth term changes,

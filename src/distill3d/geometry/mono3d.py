@@ -47,6 +47,7 @@ __all__ = [
     "gather_at",
     "gaussian_radius",
     "heatmap_targets",
+    "l_shape_heading",
     "lift_centre",
     "log_ratio_from_dimensions",
     "offset3d_targets",
@@ -191,6 +192,46 @@ def lift_centre(uv: torch.Tensor, depth: torch.Tensor, camera: torch.Tensor) -> 
         return points
     offset = torch.linalg.solve_triangular(K, translation.expand(uv.shape[0], 3).unsqueeze(-1), upper=True)
     return points - offset.squeeze(-1)
+
+
+def l_shape_heading(points_xz: torch.Tensor, valid: torch.Tensor, steps: int = 90,
+                    min_distance: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rectangle fit of bird's-eye-view points: the edge direction of each object's footprint, modulo π/2.
+
+    The L-shape fit of Zhang et al. 2017 ("Efficient L-Shape Fitting for Vehicle Detection Using Laser Scanners",
+    closeness criterion), vectorised over objects and candidate angles: for each angle ``θ`` of a grid of
+    ``steps`` over ``[0, π/2)`` the points are expressed along ``e₁ = (cos θ, sin θ)`` and ``e₂ = (−sin θ, cos θ)``
+    of the (x, z) plane; each point's distance ``d`` to the nearest of the four edges of the enclosing rectangle
+    scores ``1 / max(d, min_distance)``, and the angle with the largest sum wins. A rectangle's edges are only
+    defined modulo π/2: which of the two directions is the object's length is left to the caller.
+
+    Args:
+        points_xz: (N, P, 2) (x, z) coordinates in metres (camera frame; any values where invalid).
+        valid: (N, P) bool.
+        steps: candidate angles (resolution ``90° / steps``).
+        min_distance: metres; floor of the distance (the measurement noise: points closer to an edge count alike).
+
+    Returns:
+        ``theta`` (N,) radians in ``[0, π/2)``, the direction ``(cos θ, sin θ)`` of one edge in (x, z), and
+        ``extent`` (N, 2) metres, the enclosing rectangle's sides along ``e₁`` and ``e₂`` (0 with no valid point).
+    """
+    check_shape("points_xz", points_xz, (None, None, 2))
+    check_shape("valid", valid, points_xz.shape[:2])
+    theta = torch.arange(steps, dtype=points_xz.dtype, device=points_xz.device) * (math.pi / 2 / steps)
+    cos, sin = theta.cos()[None, :, None], theta.sin()[None, :, None]
+    x, z = points_xz[:, None, :, 0], points_xz[:, None, :, 1]  # (N, 1, P)
+    mask = valid[:, None, :]
+    distances, extents = [], []
+    for along in (x * cos + z * sin, z * cos - x * sin):  # (N, T, P) along e₁, then e₂
+        high = torch.where(mask, along, torch.full_like(along, -math.inf)).amax(-1, keepdim=True)
+        low = torch.where(mask, along, torch.full_like(along, math.inf)).amin(-1, keepdim=True)
+        distances.append(torch.minimum(high - along, along - low))
+        extents.append((high - low)[..., 0])
+    closeness = torch.where(mask, 1.0 / torch.minimum(*distances).clamp(min=min_distance), 0.0).sum(-1)  # (N, T)
+    best = closeness.argmax(dim=1)
+    extent = torch.stack([e.gather(1, best[:, None])[:, 0] for e in extents], dim=1)
+    extent = torch.where(valid.any(1, keepdim=True), extent, torch.zeros_like(extent))
+    return theta[best], extent
 
 
 # ----------------------------------------------------------------------------------------------------------

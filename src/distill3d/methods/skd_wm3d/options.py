@@ -23,6 +23,11 @@ class LossWeights(BaseModel):
     alignment: float = Field(0.0, ge=0, allow_inf_nan=False,
                              description="weak: depth-map points vs box footprint (off: on the road world's validation "
                                          "split it lowered Car AP_BEV@0.5 from 19 to 8-12)")
+    orientation_cue: float = Field(1.0, ge=0, allow_inf_nan=False,
+                                   description="weak: observation angle vs the depth estimate's rectangle fit "
+                                               "(losses.depth_orientation; options.orientation_cue_branches; on the "
+                                               "road world's val split it lifted the full method's Car AP_BEV@0.5 "
+                                               "from 24.8 to 40.8, seed 0)")
     dimension_prior: float = Field(1.0, ge=0, allow_inf_nan=False, description="weak: dimensions vs class mean")
     offset3d: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
     dimensions: float = Field(1.0, ge=0, allow_inf_nan=False, description="full supervision only")
@@ -97,6 +102,9 @@ class Options(BaseModel):
     alignment_branches: tuple[Literal["mdn", "dsn"], ...] = Field(
         ("mdn", "dsn"), description="branches that the point-to-box alignment (weights.alignment) trains; ['dsn']: "
                                     "only the depth-guided branch, whose input shows the points")
+    orientation_cue_branches: tuple[Literal["mdn", "dsn"], ...] = Field(
+        ("dsn",), description="branches that the depth orientation cue (weights.orientation_cue) trains: the "
+                              "depth-aware head of the DSN, whose input shows the depth it is read from")
     alignment_visible_edges: bool = Field(False, description="point-to-box alignment measures to the footprint "
                                                             "edges facing the camera only")
     box_shrink: float = Field(0.1, ge=0, lt=0.5, allow_inf_nan=False,

@@ -18,6 +18,7 @@ from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry import mono3d as geometry
 from distill3d.geometry.boxes3d import rotation_y_to_alpha
+from distill3d.losses import depth_orientation
 from distill3d.losses import mono3d as losses
 from distill3d.methods.skd_wm3d.data import (
     EVAL_KEYS,
@@ -174,6 +175,9 @@ class SKDWM3DTask(TaskBase):
                 terms["alignment"] = losses.point_box_alignment_loss(
                     decoded["centre"], decoded["dims"], decoded["ry"], weak["points"], weak["valid"],
                     visible_edges_only=self.options.alignment_visible_edges)
+            if "alpha" in weak and branch in self.options.orientation_cue_branches:
+                cue = weak["alpha_valid"]
+                terms["orientation_cue"] = depth_orientation.axial_angle_loss(decoded["alpha"][cue], weak["alpha"][cue])
             terms["dimension_prior"] = losses.dimension_prior_loss(at["dimensions"])
         total = sum(getattr(w, name) * value for name, value in terms.items())
         return total, {"terms": terms, "decoded": decoded}
@@ -195,21 +199,29 @@ class SKDWM3DTask(TaskBase):
                 "orientation": nn.functional.cross_entropy(logits, bins) + (residuals - residual).abs().mean()}
 
     def _weak_cues(self, batch: dict[str, Any], objects: Objects) -> dict[str, torch.Tensor]:
-        """Per-object cues from the depth ESTIMATE: robust depth of the visible surface in each box (N,) m and, with
+        """Per-object cues from the depth ESTIMATE: robust depth of the visible surface in each box (N,) m; with
+        the orientation cue on, the observation angle of the depth points' rectangle fit (N,) and its validity; with
         the alignment on, back-projected points."""
         o = self.options
         depth_map = batch["depth_estimate"]
         surface = losses.box_depth_target(depth_map, objects.boxes2d, objects.batch_index, o.depth_quantile,
                                           o.box_shrink, max_depth=SKY_DEPTH,
                                           exclude_nearer_boxes=o.exclude_nearer_boxes)
+        cues = {"surface": surface}
+        branches = {"mdn", "dsn"} if o.self_distillation else {"mdn"}
+        if o.weights.orientation_cue > 0 and branches & set(o.orientation_cue_branches):
+            cues["alpha"], cues["alpha_valid"] = depth_orientation.depth_orientation_cue(
+                depth_map, objects.boxes2d, objects.batch_index, batch["K"], batch["P2_image"][objects.batch_index],
+                self.class_means[objects.classes], surface, (batch["image"].shape[-1], batch["image"].shape[-2]),
+                max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         if o.weights.alignment == 0:
-            return {"surface": surface}
+            return cues
         points, valid = losses.surface_points(depth_map, objects.boxes2d, objects.batch_index, batch["K"],
                                               max_depth=SKY_DEPTH, exclude_nearer_boxes=o.exclude_nearer_boxes)
         # camera-2 points → rectified label frame
         offset = torch.linalg.solve(batch["P2_image"][objects.batch_index, :, :3],
                                     batch["P2_image"][objects.batch_index, :, 3:])[..., 0]
-        return {"surface": surface, "points": points - offset[:, None, :], "valid": valid}
+        return {**cues, "points": points - offset[:, None, :], "valid": valid}
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         o = self.options
