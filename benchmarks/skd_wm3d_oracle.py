@@ -24,6 +24,15 @@ ORACLES = {"depth": {"depth"}, "position": {"position"}, "yaw": {"yaw"}, "size":
            "yaw + size": {"yaw", "size"}}
 
 
+def best_matches(boxes: np.ndarray, candidates: np.ndarray, min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """``(i, j)`` for each box i (N, 4) whose best-overlapping candidate j (M, 4) has 2D IoU ≥ ``min_iou``."""
+    if len(boxes) == 0 or len(candidates) == 0:
+        return []
+    iou = np.asarray(box2d_iou(boxes, candidates))
+    best = iou.argmax(1)
+    return [(i, int(j)) for i, j in enumerate(best) if iou[i, j] >= min_iou]
+
+
 def with_truth(truth: list[FrameAnnotations], found: list[FrameAnnotations],
                fields: set[str]) -> list[FrameAnnotations]:
     """Copies of ``found`` whose Car detections matched to a ground-truth car take its ``fields``."""
@@ -31,20 +40,16 @@ def with_truth(truth: list[FrameAnnotations], found: list[FrameAnnotations],
     for gt, dt in zip(truth, found, strict=True):
         dt = copy.deepcopy(dt)
         cars, detected = np.flatnonzero(gt.name == "Car"), np.flatnonzero(dt.name == "Car")
-        if len(cars) and len(detected):
-            iou = np.asarray(box2d_iou(dt.bbox[detected], gt.bbox[cars]))
-            for row, k in enumerate(detected):
-                j = cars[int(np.argmax(iou[row]))]
-                if iou[row].max() < 0.5:
-                    continue
-                if "depth" in fields:
-                    dt.location[k] *= gt.location[j, 2] / dt.location[k, 2]
-                if "position" in fields:
-                    dt.location[k] = gt.location[j]
-                if "yaw" in fields:
-                    dt.rotation_y[k] = gt.rotation_y[j]
-                if "size" in fields:
-                    dt.dimensions[k] = gt.dimensions[j]
+        for row, column in best_matches(dt.bbox[detected], gt.bbox[cars]):
+            k, j = detected[row], cars[column]
+            if "depth" in fields:
+                dt.location[k] *= gt.location[j, 2] / dt.location[k, 2]
+            if "position" in fields:
+                dt.location[k] = gt.location[j]
+            if "yaw" in fields:
+                dt.rotation_y[k] = gt.rotation_y[j]
+            if "size" in fields:
+                dt.dimensions[k] = gt.dimensions[j]
         result.append(dt)
     return result
 

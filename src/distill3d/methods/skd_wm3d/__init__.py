@@ -21,6 +21,12 @@ stated, the rest is the documented reconstruction of ``../shared/papers/METHODS.
   switched off by default because it lowered validation AP on the road world, alignment of the back-projected
   depth points with the box footprint in bird's-eye view (WeakM3D's idea, with estimated depth instead of LiDAR)
   [reconstruction].
+* The DSN's depth-aware head (``weights.orientation_cue``, ``orientation_cue_branches: [dsn]``): its observation
+  angle is also fitted, modulo π, to a cue read from the depth estimate — a rectangle (L-shape) fit of each box's
+  depth points in bird's-eye view, the length's axis chosen by which of the two directions' class-mean boxes
+  projects closer to the 2D box (:mod:`distill3d.losses.depth_orientation`). 2D boxes alone cannot tell α from −α;
+  the depth slope across the car can. The MDN gets it only through the transfer [reconstruction: the paper does
+  not describe the depth-aware head].
 * Self-knowledge distillation (``self_distillation``): the MDN learns the DSN's predictions at the objects' cells
   (same image, so the same cell is the same object): depth, 3D-centre offset, dimensions, angle
   (``transfer_attributes``; ``heatmap`` adds a dense KL of the DSN's heat map), weight ``weights.distillation``
