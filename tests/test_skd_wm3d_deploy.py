@@ -173,4 +173,5 @@ def test_demo_is_listed_and_runs_at_tiny_sizes(tmp_path: Path) -> None:
             "train.channels_last=false", "train.threads=1"]
     table = skd_wm3d_demo(tmp_path, progress=False, overrides=tiny, reports=False)
     assert "3D labels (supervised ceiling)" in table and "weak labels only" in table and "chance" in table
-    assert len(list(tmp_path.glob("demo-skd_wm3d-*/best.pt"))) == 2
+    assert "taught by the DSN" in table
+    assert len(list(tmp_path.glob("demo-skd_wm3d-*/best.pt"))) == 3
