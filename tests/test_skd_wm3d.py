@@ -18,6 +18,7 @@ from distill3d.geometry.boxes3d import project_box3d_to_image
 from distill3d.methods.skd_wm3d import Options, build_task
 from distill3d.methods.skd_wm3d.data import (
     WEAK_TRAIN_KEYS,
+    crop_batch,
     flatten_objects,
     flip_batch,
     kitti_to_input_pixels,
@@ -64,6 +65,58 @@ def test_flip_keeps_projection_consistent() -> None:
     objects = flatten_objects(flipped, (64, 192), ("Car", "Pedestrian", "Cyclist"))
     original = flatten_objects(batch, (64, 192), ("Car", "Pedestrian", "Cyclist"))
     torch.testing.assert_close(objects.boxes2d[:, 0], 191 - original.boxes2d[:, 2], rtol=0, atol=1e-3)
+
+
+def test_crop_zooms_the_image_and_keeps_projection_consistent() -> None:
+    """The zoom-in crop moves every projection by the same affine map as the image: the 3D boxes (unchanged) project
+    with the new P where the old projections land after the map; 2D boxes are mapped and clipped, objects mostly
+    outside are dropped with all their rows; the depth estimate is resampled without new values; scale 1 is the
+    identity."""
+    batch = _batch()
+    height, width = batch["image"].shape[-2:]
+    same = crop_batch(batch, torch.ones(3), torch.zeros(3, 2))
+    torch.testing.assert_close(same["image"], batch["image"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(same["P2_image"], batch["P2_image"])
+    scale = torch.tensor([0.5, 0.75, 0.6])
+    origin = torch.tensor([[40.0, 10.0], [0.0, 16.0], [70.0, 20.0]])
+    cropped = crop_batch(batch, scale, origin)
+    assert cropped["image"].shape == batch["image"].shape
+    window = batch["image"][:1, :, 10:42, 40:136]  # image 0's window: 96 × 32 px from (40, 10)
+    resized = torch.nn.functional.interpolate(window, size=(height, width), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(cropped["image"][:1, :, 2:-2, 2:-2], resized[..., 2:-2, 2:-2], rtol=0, atol=1e-5)
+    assert bool(torch.isin(cropped["depth_estimate"], batch["depth_estimate"]).all())
+    before = flatten_objects(batch, (height, width), ("Car", "Pedestrian", "Cyclist"))
+    after = flatten_objects(cropped, (height, width), ("Car", "Pedestrian", "Cyclist"))
+    dropped = 0
+    for i in range(3):
+        assert len(cropped["bbox"][i]) == len(cropped["labels"][i]) == len(cropped["boxes3d"][i])
+        dropped += len(batch["bbox"][i]) - len(cropped["bbox"][i])
+        if len(batch["boxes3d"][i]):
+            _, old = project_box3d_to_image(batch["boxes3d"][i].double(), batch["P2_image"][i].double())
+            _, new = project_box3d_to_image(batch["boxes3d"][i].double(), cropped["P2_image"][i].double())
+            corner = origin[i].double().repeat(2)
+            torch.testing.assert_close(new, (old + 0.5 - corner) / float(scale[i]) - 0.5, rtol=0, atol=1e-4)
+            point = torch.tensor([1.0, 1.5, 12.0], dtype=torch.float64)
+            uv = batch["K"][i].double() @ point
+            uv_new = cropped["K"][i].double() @ point
+            torch.testing.assert_close(uv_new[:2] / uv_new[2],
+                                       (uv[:2] / uv[2] + 0.5 - origin[i].double()) / float(scale[i]) - 0.5,
+                                       rtol=0, atol=1e-4)
+        rows = after.batch_index == i
+        kept = before.boxes2d[before.batch_index == i]
+        mapped = (kept + 0.5 - origin[i].repeat(2)) / float(scale[i]) - 0.5
+        mapped = torch.minimum(mapped.clamp(min=0), torch.tensor([width - 1.0, height - 1.0] * 2))
+        assert bool((torch.cdist(after.boxes2d[rows], mapped).min(1).values < 1e-3).all())
+    assert dropped > 0  # a 0.5 zoom leaves some objects out of view
+
+
+def test_a_training_step_with_the_crop_augmentation() -> None:
+    options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False,
+                      crop_scale=0.6, crop_probability=1.0)
+    task = build_task(options, 0)
+    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    logged = task.training_step(task.build_model(), weak_batch)
+    assert torch.isfinite(logged["loss"]) and "mdn_projection" in logged
 
 
 def test_flatten_objects_maps_pixels_and_classes() -> None:

@@ -34,7 +34,9 @@ stated, the rest is the documented reconstruction of ``../shared/papers/METHODS.
   (``distillation_margin``) [reconstruction of the paper's uncertainty-aware distillation].
 * Gradient-targeted transfer modulation (``modulation``): with ρ = L_MDN / L_DSN the faster-learning branch's
   gradients are scaled by 1 − tanh(α(ρ − 1)) before the optimiser step (OGM-GE-like) [reconstruction].
-* Augmentation: horizontal flip consistent with detection (image, depth, boxes, camera; ry → π − ry).
+* Augmentation: horizontal flip consistent with detection (image, depth, boxes, camera; ry → π − ry) and, with
+  ``crop_scale``, a zoom-in crop resized back to the input with the camera updated (``A·P``, ``A·K``; 3D boxes and
+  depth values unchanged; off by default, not measured on the benchmark).
 * Evaluation: the MDN's detections scored by the KITTI evaluation (AP_BEV / AP_3D, R40 and R11, IoU 0.7 and 0.5,
   Easy / Moderate / Hard); model selection on the validation split.
 """

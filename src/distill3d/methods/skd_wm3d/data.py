@@ -1,4 +1,5 @@
-"""SKD-WM3D's data path: which fields each split may carry, the objects of a batch, the flip, the KITTI records.
+"""SKD-WM3D's data path: which fields each split may carry, the objects of a batch, the flip and the crop, the KITTI
+records.
 
 Weak supervision sees only images, 2D boxes with their class, the camera and a depth ESTIMATE: the weak training
 split is cached with :data:`WEAK_TRAIN_KEYS` only, so no 3D box, observation angle or true depth ever reaches a
@@ -142,4 +143,70 @@ def flip_batch(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     out["bbox"] = boxes2d
     if "boxes3d" in batch:
         out["boxes3d"] = boxes3d
+    return out
+
+
+def crop_batch(batch: dict[str, Any], scale: torch.Tensor, origin: torch.Tensor,
+               min_visible: float = 0.5) -> dict[str, Any]:
+    """Zoom each image into a window and resize it back to the input size, with everything that depends on it.
+
+    Image b's window has the input's aspect ratio, ``scale[b]`` (0, 1] of its size and its top-left corner at
+    ``origin[b]`` = (x₀, y₀) input pixels (pixel EDGES: the window spans ``[x₀, x₀ + s·W] × [y₀, y₀ + s·H]``; keep it
+    inside the image). A pixel centre u of the input lands at ``u' = (u + ½ − x₀)/s − ½``: the camera becomes
+    ``A·P`` and ``A·K`` with that affine map ``A``, so every 3D point, box and depth value stays where it was and
+    projects onto the zoomed image (3D boxes and depth values are unchanged). The image is resampled bilinearly,
+    the depth estimate by nearest pixel (no blending across depth edges); the 2D boxes are mapped and clipped to
+    the image (the KITTI label convention), and an object keeping less than ``min_visible`` of its box's area is
+    dropped with its rows (the evaluation-only ``dontcare`` and ``neighbour_*`` regions are left as they are: this is
+    a training augmentation).
+    Returns a new dict; the input is not changed.
+
+    Args:
+        batch: a collated batch (``image`` (B, 3, H, W), ``depth_estimate`` (B, H, W), ``K``, ``P2_image``, ragged
+            ``bbox`` in original-frame pixels and per-object rows).
+        scale: (B,) window size as a share of the input; 1 leaves an image unchanged (with origin 0).
+        origin: (B, 2) window corner in input pixels.
+        min_visible: share of a mapped 2D box that must stay inside the zoomed image.
+    """
+    images = batch["image"]
+    count, _, height, width = images.shape
+    scale = scale.to(images.dtype)
+    origin = origin.to(images.dtype)
+    theta = torch.zeros(count, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, 0, 2] = scale - 1 + 2 * origin[:, 0] / width
+    theta[:, 1, 2] = scale - 1 + 2 * origin[:, 1] / height
+    grid = torch.nn.functional.affine_grid(theta, [count, 1, height, width], align_corners=False)
+    out = dict(batch)
+    out["image"] = torch.nn.functional.grid_sample(images, grid.to(images.dtype), mode="bilinear",
+                                                   align_corners=False)
+    depth = batch["depth_estimate"]
+    out["depth_estimate"] = torch.nn.functional.grid_sample(depth[:, None], grid.to(depth.dtype), mode="nearest",
+                                                            align_corners=False)[:, 0]
+    camera = batch["P2_image"]
+    affine = torch.zeros(count, 3, 3, dtype=camera.dtype, device=camera.device)
+    affine[:, 0, 0] = affine[:, 1, 1] = 1 / scale.to(camera.dtype)
+    affine[:, :2, 2] = (0.5 - origin.to(camera.dtype)) / scale.to(camera.dtype)[:, None] - 0.5
+    affine[:, 2, 2] = 1
+    out["P2_image"] = affine @ camera
+    out["K"] = affine.to(batch["K"].dtype) @ batch["K"]
+    per_object = [key for key in ("labels", "boxes3d", "truncated", "occluded", "alpha") if key in batch]
+    rows: dict[str, list[torch.Tensor]] = {key: [] for key in (*per_object, "bbox")}
+    for b in range(count):
+        original = batch["image_size_original"][b : b + 1] if "image_size_original" in batch else None
+        boxes = batch["bbox"][b]
+        size = original.expand(len(boxes), 2) if original is not None else None
+        inside = kitti_to_input_pixels(boxes.float(), (height, width), size)
+        corner = origin[b].repeat(2).to(inside)
+        mapped = (inside + 0.5 - corner) / float(scale[b]) - 0.5
+        limits = inside.new_tensor([width - 1, height - 1] * 2)
+        clipped = torch.minimum(mapped.clamp(min=0), limits)
+        area = (mapped[:, 2:] - mapped[:, :2]).clamp(min=0).prod(1)
+        kept_area = (clipped[:, 2:] - clipped[:, :2]).clamp(min=0).prod(1)
+        keep = kept_area >= min_visible * area.clamp(min=1e-6)
+        for key in per_object:
+            rows[key].append(batch[key][b][keep])
+        rows["bbox"].append(input_to_kitti_pixels(clipped[keep], (height, width),
+                                                  None if size is None else size[keep]).to(boxes.dtype))
+    out.update(rows)
     return out

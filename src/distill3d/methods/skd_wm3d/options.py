@@ -112,6 +112,11 @@ class Options(BaseModel):
     weights: LossWeights = LossWeights()
 
     flip: bool = Field(True, description="horizontal flip augmentation (ry → π − ry, principal point mirrored)")
+    crop_scale: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False,
+                                     description="zoom-in crop augmentation: smallest window (share of the image) "
+                                                 "cropped and resized back, the camera updated (null: off; not "
+                                                 "measured on the benchmark)")
+    crop_probability: float = Field(0.5, ge=0, le=1, allow_inf_nan=False, description="share of images cropped")
     top_k: int = Field(50, gt=0, description="detections kept per image")
     score_threshold: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
 

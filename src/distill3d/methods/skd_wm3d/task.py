@@ -26,6 +26,7 @@ from distill3d.methods.skd_wm3d.data import (
     RAGGED,
     WEAK_TRAIN_KEYS,
     Objects,
+    crop_batch,
     flatten_objects,
     flip_batch,
     input_to_kitti_pixels,
@@ -228,6 +229,8 @@ class SKDWM3DTask(TaskBase):
         images = batch["image"]
         if o.flip:
             batch = flip_batch(batch, torch.rand(len(images), device=images.device) < 0.5)
+        if o.crop_scale is not None:
+            batch = self._random_crop(batch)
         objects = flatten_objects(batch, o.image_size, o.classes)
         height, width = images.shape[-2] // STRIDE, images.shape[-1] // STRIDE
         targets = geometry.heatmap_targets(objects.boxes2d, objects.classes, objects.batch_index, len(images),
@@ -250,6 +253,18 @@ class SKDWM3DTask(TaskBase):
             loss = loss + dsn_loss + o.weights.distillation * transfer
             self._last_task_losses = (float(mdn_loss.detach()), float(dsn_loss.detach()))
         return {"loss": loss, "mdn_loss": mdn_loss.detach(), **logged}
+
+    def _random_crop(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Zoom a random ``crop_probability`` share of the images into a window of ``crop_scale``–1 of their size
+        at a random place (:func:`~distill3d.methods.skd_wm3d.data.crop_batch`; camera updated)."""
+        o = self.options
+        images = batch["image"]
+        count, height, width = len(images), images.shape[-2], images.shape[-1]
+        chosen = torch.rand(count, device=images.device) < o.crop_probability
+        scale = torch.where(chosen, o.crop_scale + (1 - o.crop_scale) * torch.rand(count, device=images.device),
+                            torch.ones(count, device=images.device))
+        room = (1 - scale)[:, None] * torch.tensor([width, height], dtype=scale.dtype, device=images.device)
+        return crop_batch(batch, scale, torch.rand(count, 2, device=images.device) * room)
 
     def _transfer(self, student: dict, teacher: dict) -> torch.Tensor:
         """MDN ← DSN at the objects' cells (both branches see the same image, so the same cell is the same
