@@ -16,7 +16,7 @@ import torch
 
 from distill3d.errors import check_shape
 from distill3d.geometry.mono3d import l_shape_heading, lift_centre
-from distill3d.losses.mono3d import _reduce, projection_consistency_loss, surface_points
+from distill3d.losses.mono3d import projection_consistency_loss, reduce_loss, surface_points
 
 __all__ = ["axial_angle_loss", "depth_orientation_cue"]
 
@@ -92,4 +92,4 @@ def axial_angle_loss(prediction: torch.Tensor, target: torch.Tensor, period: flo
     """
     check_shape("prediction", prediction, (None,))
     check_shape("target", target, prediction.shape)
-    return _reduce(0.5 * (1.0 - torch.cos((2.0 * math.pi / period) * (prediction - target))), reduction)
+    return reduce_loss(0.5 * (1.0 - torch.cos((2.0 * math.pi / period) * (prediction - target))), reduction)

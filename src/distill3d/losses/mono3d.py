@@ -36,9 +36,11 @@ __all__ = [
     "covered_by_nearer_boxes",
     "dimension_prior_loss",
     "focal_heatmap_loss",
+    "heatmap_distillation_loss",
     "laplacian_l1",
     "point_box_alignment_loss",
     "projection_consistency_loss",
+    "reduce_loss",
     "scale_gradients",
     "surface_points",
     "transfer_modulation_coefficients",
@@ -48,7 +50,7 @@ __all__ = [
 _SQRT2 = math.sqrt(2.0)
 
 
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+def reduce_loss(values: torch.Tensor, reduction: str) -> torch.Tensor:
     """``mean`` (0 when empty, not NaN), ``sum`` or ``none`` of ``values``."""
     if reduction == "none":
         return values
@@ -145,7 +147,7 @@ def laplacian_l1(pred: torch.Tensor, target: torch.Tensor, log_sigma: torch.Tens
         raise ShapeError(f"pred, target and log_sigma must have one shape, got {tuple(pred.shape)}, "
                          f"{tuple(target.shape)} and {tuple(log_sigma.shape)}")
     values = _SQRT2 * (pred - target).abs() * torch.exp(-log_sigma) + log_sigma
-    return _reduce(values, reduction)
+    return reduce_loss(values, reduction)
 
 
 def dimension_prior_loss(log_ratio: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -160,7 +162,7 @@ def dimension_prior_loss(log_ratio: torch.Tensor, reduction: str = "mean") -> to
         reduction: ``mean`` (over the N·3 values; 0 when N = 0), ``sum`` or ``none``.
     """
     check_shape("log_ratio", log_ratio, (None, 3))
-    return _reduce(log_ratio.abs(), reduction)
+    return reduce_loss(log_ratio.abs(), reduction)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def projection_consistency_loss(centre: torch.Tensor, dims: torch.Tensor, ry: to
     else:
         size = (target[:, 2:] - target[:, :2]).clamp(min=1.0).repeat(1, 2)  # (N, 4): w, h, w, h
         values = ((predicted - target).abs() / size).mean(dim=1)
-    return _reduce(values, reduction)
+    return reduce_loss(values, reduction)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -505,9 +507,9 @@ def uncertainty_distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
         raise ValueError(f"margin must be >= 0, got {margin}")
     excess = ((student - teacher.detach().to(student.dtype)).abs() - margin).clamp(min=0)
     if teacher_log_sigma is None:
-        return _reduce(excess, reduction)
+        return reduce_loss(excess, reduction)
     log_sigma = teacher_log_sigma.detach().to(student.dtype).expand_as(student)
-    return _reduce(_SQRT2 * excess * torch.exp(-log_sigma) + log_sigma, reduction)
+    return reduce_loss(_SQRT2 * excess * torch.exp(-log_sigma) + log_sigma, reduction)
 
 
 def transfer_modulation_coefficients(loss_student: torch.Tensor | float, loss_teacher: torch.Tensor | float,
