@@ -5,8 +5,8 @@ Arms (same detector, data, warm start, augmentation and number of steps; only th
 - ``supervised``: MDN with 3D labels (the ceiling; the only arm that sees 3D boxes);
 - ``weak_mdn``: MDN with the weak losses only (2D boxes + depth estimate: projection consistency, box depth,
   size prior; the point-to-box alignment is off by default);
-- ``weak_mdn_cue``: a control — the weak MDN given the DSN's depth orientation cue directly (what the transfer
-  could at best deliver of that cue; not a step of the method);
+- ``weak_mdn_cue``: a control — the weak MDN given the DSN's depth orientation cue directly (does the transfer
+  carry more than that cue would by itself? not a step of the method);
 - ``weak_sd``: + the DSN (image + depth estimate, its depth-aware head also fitted to the depth orientation cue,
   :mod:`distill3d.losses.depth_orientation`) trained jointly and its plain margin transfer to the MDN;
 - ``weak_sd_unc``: + the uncertainty-aware transfer (DSN's Laplacian σ);

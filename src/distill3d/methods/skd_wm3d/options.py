@@ -104,7 +104,8 @@ class Options(BaseModel):
                                     "only the depth-guided branch, whose input shows the points")
     orientation_cue_branches: tuple[Literal["mdn", "dsn"], ...] = Field(
         ("dsn",), description="branches that the depth orientation cue (weights.orientation_cue) trains: the "
-                              "depth-aware head of the DSN, whose input shows the depth it is read from")
+                              "depth-aware head of the DSN, whose input shows the depth it is read from ([mdn, dsn]: "
+                              "val AP_BEV@0.5 39.6 vs 40.8, road world, seed 0)")
     alignment_visible_edges: bool = Field(False, description="point-to-box alignment measures to the footprint "
                                                             "edges facing the camera only")
     box_shrink: float = Field(0.1, ge=0, lt=0.5, allow_inf_nan=False,
@@ -114,8 +115,11 @@ class Options(BaseModel):
     flip: bool = Field(True, description="horizontal flip augmentation (ry → π − ry, principal point mirrored)")
     crop_scale: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False,
                                      description="zoom-in crop augmentation: smallest window (share of the image) "
-                                                 "cropped and resized back, the camera updated (null: off; not "
-                                                 "measured on the benchmark)")
+                                                 "cropped and resized back, the camera updated (null: off). At 0.7 "
+                                                 "it cut the full method's road-world val AP_BEV@0.5 from 40.8 to "
+                                                 "6.8 (AP_2D unchanged, seed 0): a zoom changes an object's "
+                                                 "apparent size but not its depth, which an image-only depth head "
+                                                 "cannot tell without a focal-normalised depth")
     crop_probability: float = Field(0.5, ge=0, le=1, allow_inf_nan=False, description="share of images cropped")
     top_k: int = Field(50, gt=0, description="detections kept per image")
     score_threshold: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
