@@ -292,3 +292,19 @@ def test_geometry_runs_on_meta_device():
         outputs[name] = torch.empty(2, channels, 24, 80, device=meta)
     detections = decode_detections(outputs, torch.empty(2, 3, 4, device=meta), CLASS_MEANS.float().to(meta), top_k=7)
     assert detections[1]["boxes3d"].shape == (7, 7) and detections[1]["boxes3d"].device == meta
+
+
+def test_focal_normalised_depth_decodes_by_each_cameras_focal_length():
+    """``depth_focal``: the depth map holds the depth seen at that focal length; a camera at that f_y decodes it
+    unchanged, a camera zoomed ×2 (f_y doubled, a crop resized) decodes twice the map's depth."""
+    boxes3d, classes, batch_index = _scene_boxes()
+    camera = torch.from_numpy(image_projection(IMAGE_SIZE))
+    outputs, _ = _perfect_outputs(boxes3d, classes, batch_index, camera)
+    focal = float(camera[1, 1])
+    plain = decode_detections(outputs, camera.expand(2, 3, 4), CLASS_MEANS, top_k=3)
+    same = decode_detections(outputs, camera.expand(2, 3, 4), CLASS_MEANS, top_k=3, depth_focal=focal)
+    zoom = torch.diag(torch.tensor([2.0, 2.0, 1.0], dtype=camera.dtype))
+    zoomed = decode_detections(outputs, (zoom @ camera).expand(2, 3, 4), CLASS_MEANS, top_k=3, depth_focal=focal)
+    for a, b, c in zip(plain, same, zoomed, strict=True):
+        np.testing.assert_allclose(b["boxes3d"], a["boxes3d"], atol=1e-9)
+        np.testing.assert_allclose(c["boxes3d"][:, 2], 2 * a["boxes3d"][:, 2], rtol=1e-9)

@@ -110,11 +110,16 @@ def test_crop_zooms_the_image_and_keeps_projection_consistent() -> None:
     assert dropped > 0  # a 0.5 zoom leaves some objects out of view
 
 
-def test_a_training_step_with_the_crop_augmentation() -> None:
+def test_a_training_step_with_the_crop_and_focal_normalised_depth() -> None:
+    """With ``focal_normalised_depth`` the head's depth is read at the un-zoomed input's focal length (the road
+    world's f_y at the input size, so un-cropped frames decode unchanged) and a training step with crops runs."""
     options = Options(image_size=(64, 192), backbone_width=8, pretrained_backbone=None, cache=False,
-                      crop_scale=0.6, crop_probability=1.0)
+                      crop_scale=0.6, crop_probability=1.0, focal_normalised_depth=True)
     task = build_task(options, 0)
-    weak_batch = {key: value for key, value in _batch(3).items() if key in WEAK_TRAIN_KEYS}
+    batch = _batch(3)
+    assert build_task(options.model_copy(update={"focal_normalised_depth": False}), 0).depth_focal is None
+    torch.testing.assert_close(batch["P2_image"][:, 1, 1], torch.full((3,), task.depth_focal), rtol=1e-6, atol=0)
+    weak_batch = {key: value for key, value in batch.items() if key in WEAK_TRAIN_KEYS}
     logged = task.training_step(task.build_model(), weak_batch)
     assert torch.isfinite(logged["loss"]) and "mdn_projection" in logged
 

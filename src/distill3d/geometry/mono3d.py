@@ -331,7 +331,8 @@ def offset3d_targets(centres_uv: torch.Tensor, cell_index: torch.Tensor, map_wid
 def decode_detections(outputs: dict[str, torch.Tensor], K: torch.Tensor, class_means: torch.Tensor,
                       top_k: int = 50, stride: int = 4,
                       score_threshold: float | None = None,
-                      depth_confidence: bool = False) -> list[dict[str, torch.Tensor]]:
+                      depth_confidence: bool = False,
+                      depth_focal: float | None = None) -> list[dict[str, torch.Tensor]]:
     """Detections of every image from the head maps (module docstring; CenterNet / monodle decoding).
 
     Args:
@@ -345,6 +346,10 @@ def decode_detections(outputs: dict[str, torch.Tensor], K: torch.Tensor, class_m
         score_threshold: optionally drop detections scoring below it (changes the count per image).
         depth_confidence: multiply the score by the depth confidence ``exp(−σ)`` (GUPNet; needs
             ``depth_log_sigma``); the ranking by heat-map score is kept.
+        depth_focal: when given, the ``depth`` map is a focal-normalised ("virtual") depth, the depth the object
+            would have seen by a camera of this vertical focal length (px; Cube R-CNN, Brazil et al. 2023): the
+            metric depth is ``map depth · f_y / depth_focal`` with each image's own ``f_y``, so a zoomed (cropped
+            and resized) image, whose objects look nearer, decodes to the same metres.
 
     Returns:
         B dicts with n = ``min(top_k, C·h·w)`` (or fewer, thresholded) rows, best first: ``class`` (n,) long,
@@ -379,6 +384,8 @@ def decode_detections(outputs: dict[str, torch.Tensor], K: torch.Tensor, class_m
     num_bins = orientation.shape[-1] // 2
     alpha = bins_to_alpha(orientation[:, :num_bins], orientation[:, num_bins:])
     camera = K if K.dim() == 2 else K[batch_index]
+    if depth_focal is not None:
+        depth = depth * camera[..., 1, 1].to(dtype) / depth_focal
     centre = lift_centre(centre3d_uv, depth, camera)
     bottom = bottom_centre(centre, dimensions[:, 0])
     rotation_y = alpha_to_rotation_y(alpha, bottom)

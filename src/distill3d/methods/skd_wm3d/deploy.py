@@ -164,7 +164,8 @@ def detect(mdn: Mono3DNet, task: SKDWM3DTask, images: torch.Tensor,
     images = images.to(next(mdn.parameters()).device)
     outputs = {name: value.float() for name, value in mdn(normalise(images)).items()}
     return decode_detections(outputs, P2_image.to(images.device, torch.float32), task.class_means.to(images.device),
-                             top_k=o.top_k, stride=mdn.output_stride, score_threshold=o.score_threshold)
+                             top_k=o.top_k, stride=mdn.output_stride, score_threshold=o.score_threshold,
+                             depth_focal=task.depth_focal)
 
 
 def _draw_boxes_on_image(picture: Image.Image, boxes3d: torch.Tensor, classes: torch.Tensor, labels: list[str],
@@ -316,8 +317,10 @@ def export_metadata(task: SKDWM3DTask, stride: int = 4) -> dict[str, Any]:
             "image_size": list(o.image_size), "outputs": list(EXPORT_OUTPUT_NAMES), "stride": stride,
             "classes": list(o.classes), "class_means_hwl_m": task.class_means.cpu().tolist(),
             "num_bins": o.num_bins, "top_k": o.top_k, "score_threshold": o.score_threshold,
+            "depth_focal": task.depth_focal,
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-            "decoding": "distill3d.geometry.mono3d.decode_detections(maps, P2 of the input (B, 3, 4), class_means); "
+            "decoding": "distill3d.geometry.mono3d.decode_detections(maps, P2 of the input (B, 3, 4), class_means, "
+                        "depth_focal=depth_focal); "
                         "camera: KITTI P2 rescaled to the input (distill3d.methods.skd_wm3d.deploy.input_projection)"}
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from distill3d.data.kitti_detection import evaluation_frames, write_kitti_results
 from distill3d.data.kitti_io import read_split_file, write_label_file
-from distill3d.data.worlds.road import MEAN_DIMENSIONS
+from distill3d.data.worlds.road import KITTI_IMAGE_SIZE, KITTI_P2, MEAN_DIMENSIONS
 from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry import mono3d as geometry
@@ -86,6 +86,15 @@ class SKDWM3DTask(TaskBase):
             if branch is not None:
                 load_encoder_weights(branch.encoder, path)
 
+    @property
+    def depth_focal(self) -> float | None:
+        """The focal length (px, vertical) at which the depth head predicts depth with
+        ``options.focal_normalised_depth``: KITTI's P2 f_y rescaled to the input rows (the road world's camera; real
+        KITTI frames differ by < 1 %); None: the head predicts metres directly."""
+        if not self.options.focal_normalised_depth:
+            return None
+        return float(KITTI_P2[1, 1]) * self.options.image_size[0] / KITTI_IMAGE_SIZE[0]
+
     def setup(self, device: torch.device, dist: Any) -> None:
         self.class_means = self.class_means.to(device)
 
@@ -132,6 +141,8 @@ class SKDWM3DTask(TaskBase):
         cell_xy = torch.stack([cells % width, torch.div(cells, width, rounding_mode="floor")], dim=1).float()
         uv = (cell_xy + at["offset3d"]) * STRIDE
         depth = geometry.depth_from_raw(at["depth"][:, 0])
+        if self.depth_focal is not None:  # focal-normalised depth: metres at this image's f_y
+            depth = depth * P[objects.batch_index, 1, 1].to(depth.dtype) / self.depth_focal
         dims = geometry.dimensions_from_log_ratio(at["dimensions"], self.class_means[objects.classes])
         alpha = geometry.soft_bins_to_alpha(at["orientation"][:, : self.options.num_bins],
                                             at["orientation"][:, self.options.num_bins :])
@@ -319,6 +330,7 @@ class SKDWM3DTask(TaskBase):
             maps = module(images, batch["depth_estimate"][:, None])["dsn"]
         outputs = {name: value.float() for name, value in maps.items()}  # bf16 under autocast
         detections = geometry.decode_detections(outputs, batch["P2_image"], self.class_means, top_k=o.top_k,
+                                                depth_focal=self.depth_focal,
                                                 stride=STRIDE)
         frames = []
         originals = batch.get("image_size_original")
