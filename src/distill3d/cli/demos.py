@@ -204,11 +204,8 @@ def _student_test_predictions(task: Any, model: Any) -> tuple[Any, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    predicted, truth = [], []
-    with torch.no_grad():
-        for batch in DataLoader(task.test_sets()["test"], batch_size=64, collate_fn=task.collate):
-            predicted.append(model(batch["points"])[0].argmax(1))
-            truth.append(batch["category"])
+    predicted, truth = task.classification_predictions(
+        model, DataLoader(task.test_sets()["test"], batch_size=64, collate_fn=task.collate))
     return torch.cat(predicted), torch.cat(truth)
 
 

@@ -359,12 +359,19 @@ class PointMCDTask(TaskBase):
             truth.append(batch["category"])
         return self._classification_metrics(predicted, truth)
 
-    def _evaluate_classification(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+    @staticmethod
+    def classification_predictions(model: nn.Module, batches: Iterable[dict[str, Any]]
+                                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per batch: the classifier's predicted category (B,) and the true one (B,), without gradients."""
         predicted, truth = [], []
-        for batch in batches:
-            predicted.append(model(batch["points"])[0].argmax(1))
-            truth.append(batch["category"])
-        return self._classification_metrics(predicted, truth)
+        with torch.no_grad():
+            for batch in batches:
+                predicted.append(model(batch["points"])[0].argmax(1))
+                truth.append(batch["category"])
+        return predicted, truth
+
+    def _evaluate_classification(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        return self._classification_metrics(*self.classification_predictions(model, batches))
 
     def _evaluate_segmentation(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         table = self.spec.category_to_parts
