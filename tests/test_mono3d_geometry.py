@@ -308,3 +308,13 @@ def test_focal_normalised_depth_decodes_by_each_cameras_focal_length():
     for a, b, c in zip(plain, same, zoomed, strict=True):
         np.testing.assert_allclose(b["boxes3d"], a["boxes3d"], atol=1e-9)
         np.testing.assert_allclose(c["boxes3d"][:, 2], 2 * a["boxes3d"][:, 2], rtol=1e-9)
+
+
+def test_centre_behind_surface_is_half_the_footprints_extent_along_the_ray():
+    from distill3d.geometry.mono3d import centre_behind_surface, metric_depth
+
+    dims = torch.tensor([[1.5, 1.6, 4.0], [1.5, 1.6, 4.0]])
+    alpha = torch.tensor([0.0, math.pi / 2])  # seen side-on: extent along the ray = width; end-on: = length
+    torch.testing.assert_close(centre_behind_surface(alpha, dims), torch.tensor([0.4, 1.0]))
+    with pytest.raises(ValueError, match="focal_y"):
+        metric_depth(torch.zeros(2), None, 700.0)

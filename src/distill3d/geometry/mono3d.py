@@ -41,6 +41,7 @@ __all__ = [
     "bins_to_alpha",
     "bottom_centre",
     "box_centre",
+    "centre_behind_surface",
     "decode_detections",
     "depth_from_raw",
     "dimensions_from_log_ratio",
@@ -50,6 +51,7 @@ __all__ = [
     "l_shape_heading",
     "lift_centre",
     "log_ratio_from_dimensions",
+    "metric_depth",
     "offset3d_targets",
     "project_centre",
     "raw_from_depth",
@@ -68,6 +70,28 @@ def depth_from_raw(raw: torch.Tensor) -> torch.Tensor:
     Since ``1/σ(r) − 1 = e^{−r}`` exactly, it is computed as ``exp(−raw)`` (no cancellation for small depths).
     """
     return torch.exp(-raw)
+
+
+def metric_depth(raw: torch.Tensor, focal_y: torch.Tensor | None = None,
+                 depth_focal: float | None = None) -> torch.Tensor:
+    """Metres from the raw depth output (:func:`depth_from_raw`); with ``depth_focal`` the output is a
+    focal-normalised ("virtual") depth, the depth seen by a camera of that vertical focal length (px; Cube R-CNN,
+    Brazil et al. 2023), scaled to each image's own ``focal_y`` (same shape as ``raw``, px): ``z · f_y / depth_focal``,
+    so a zoomed (cropped and resized) image, whose objects look nearer, decodes to the same metres."""
+    depth = depth_from_raw(raw)
+    if depth_focal is None:
+        return depth
+    if focal_y is None:
+        raise ValueError("metric_depth: depth_focal needs each image's focal_y")
+    return depth * focal_y.to(depth.dtype) / depth_focal
+
+
+def centre_behind_surface(alpha: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
+    """How far (m) a box's centre lies behind its visible surface along the viewing ray: half the footprint's
+    extent along the ray, ``0.25·(l·|sin α| + w·|cos α|)`` for observation angle α (N,) and dims ``(h, w, l)``
+    (N, 3) — the footprint's extent along the ray is ``l·|sin α| + w·|cos α|``, the surface is its near half's
+    middle on average. [reconstruction, METHODS.md §3.2: the weak depth target of SKD-WM3D.]"""
+    return 0.25 * (dims[:, 2] * alpha.sin().abs() + dims[:, 1] * alpha.cos().abs())
 
 
 def raw_from_depth(depth: torch.Tensor) -> torch.Tensor:
@@ -346,10 +370,8 @@ def decode_detections(outputs: dict[str, torch.Tensor], K: torch.Tensor, class_m
         score_threshold: optionally drop detections scoring below it (changes the count per image).
         depth_confidence: multiply the score by the depth confidence ``exp(−σ)`` (GUPNet; needs
             ``depth_log_sigma``); the ranking by heat-map score is kept.
-        depth_focal: when given, the ``depth`` map is a focal-normalised ("virtual") depth, the depth the object
-            would have seen by a camera of this vertical focal length (px; Cube R-CNN, Brazil et al. 2023): the
-            metric depth is ``map depth · f_y / depth_focal`` with each image's own ``f_y``, so a zoomed (cropped
-            and resized) image, whose objects look nearer, decodes to the same metres.
+        depth_focal: when given, the ``depth`` map is a focal-normalised depth at this vertical focal length (px),
+            decoded with each image's own ``f_y`` (:func:`metric_depth`).
 
     Returns:
         B dicts with n = ``min(top_k, C·h·w)`` (or fewer, thresholded) rows, best first: ``class`` (n,) long,
@@ -378,14 +400,12 @@ def decode_detections(outputs: dict[str, torch.Tensor], K: torch.Tensor, class_m
     size2d = read("size2d")
     box2d = torch.cat([centre2d - size2d / 2, centre2d + size2d / 2], dim=-1)
     centre3d_uv = (cell_xy + read("offset3d")) * stride
-    depth = depth_from_raw(read("depth")).squeeze(-1)
+    camera = K if K.dim() == 2 else K[batch_index]
+    depth = metric_depth(read("depth").squeeze(-1), camera[..., 1, 1].expand(len(cells)), depth_focal)
     dimensions = dimensions_from_log_ratio(read("dimensions"), class_means.to(dtype)[classes])
     orientation = read("orientation")
     num_bins = orientation.shape[-1] // 2
     alpha = bins_to_alpha(orientation[:, :num_bins], orientation[:, num_bins:])
-    camera = K if K.dim() == 2 else K[batch_index]
-    if depth_focal is not None:
-        depth = depth * camera[..., 1, 1].to(dtype) / depth_focal
     centre = lift_centre(centre3d_uv, depth, camera)
     bottom = bottom_centre(centre, dimensions[:, 0])
     rotation_y = alpha_to_rotation_y(alpha, bottom)

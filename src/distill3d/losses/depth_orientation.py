@@ -15,7 +15,7 @@ import math
 import torch
 
 from distill3d.errors import check_shape
-from distill3d.geometry.mono3d import l_shape_heading, lift_centre
+from distill3d.geometry.mono3d import centre_behind_surface, l_shape_heading, lift_centre
 from distill3d.losses.mono3d import projection_consistency_loss, reduce_loss, surface_points
 
 __all__ = ["axial_angle_loss", "depth_orientation_cue"]
@@ -70,8 +70,7 @@ def depth_orientation_cue(depth_map: torch.Tensor, boxes2d: torch.Tensor, batch_
         alphas, costs = [], []
         for turn in (0.0, math.pi / 2):
             alpha = -theta - turn - ray_angle
-            behind = 0.25 * (class_dims[:, 2] * alpha.sin().abs() + class_dims[:, 1] * alpha.cos().abs())
-            centre = lift_centre(uv, depth + behind, P)
+            centre = lift_centre(uv, depth + centre_behind_surface(alpha, class_dims), P)
             alpha = -theta - turn - torch.atan2(centre[:, 0], centre[:, 2])
             costs.append(projection_consistency_loss(centre, class_dims, -theta - turn, P, boxes2d, image_size,
                                                      reduction="none"))

@@ -140,9 +140,7 @@ class SKDWM3DTask(TaskBase):
         at = {name: geometry.gather_at(value, objects.batch_index, cells) for name, value in outputs.items()}
         cell_xy = torch.stack([cells % width, torch.div(cells, width, rounding_mode="floor")], dim=1).float()
         uv = (cell_xy + at["offset3d"]) * STRIDE
-        depth = geometry.depth_from_raw(at["depth"][:, 0])
-        if self.depth_focal is not None:  # focal-normalised depth: metres at this image's f_y
-            depth = depth * P[objects.batch_index, 1, 1].to(depth.dtype) / self.depth_focal
+        depth = geometry.metric_depth(at["depth"][:, 0], P[objects.batch_index, 1, 1], self.depth_focal)
         dims = geometry.dimensions_from_log_ratio(at["dimensions"], self.class_means[objects.classes])
         alpha = geometry.soft_bins_to_alpha(at["orientation"][:, : self.options.num_bins],
                                             at["orientation"][:, self.options.num_bins :])
@@ -167,12 +165,10 @@ class SKDWM3DTask(TaskBase):
             terms.update(self._full_terms(decoded, objects, batch))
         elif weak is not None and len(cells):
             height, width_px = batch["image"].shape[-2:]
-            # the box centre lies behind the visible surface [reconstruction]: by about half the footprint's
-            # extent along the ray, 0.25·(l·|sin α| + w·|cos α|) of this branch's own box (detached), or by half
-            # the class-mean width
+            # the box centre lies behind the visible surface [reconstruction]: by half the footprint's extent along
+            # the ray of this branch's own box (detached), or by half the class-mean width
             if self.options.depth_offset == "footprint":
-                alpha, dims = decoded["alpha"].detach(), decoded["dims"].detach()
-                behind = 0.25 * (dims[:, 2] * alpha.sin().abs() + dims[:, 1] * alpha.cos().abs())
+                behind = geometry.centre_behind_surface(decoded["alpha"].detach(), decoded["dims"].detach())
             else:
                 behind = 0.5 * self.class_means[objects.classes, 1]
             target = weak["surface"] + behind
