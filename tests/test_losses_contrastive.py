@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from conftest import shared_path
 from distill3d.errors import ShapeError
+from distill3d.geometry.rotations import geodesic_distance, viewpoint_to_matrix
 from distill3d.losses.contrastive import (
     CRDLoss,
     InfoNCELoss,
@@ -18,6 +19,7 @@ from distill3d.losses.contrastive import (
     logit_kd_loss,
     nce_contrast_loss,
     nt_xent_loss,
+    pose_info_nce_loss,
 )
 
 
@@ -76,6 +78,53 @@ def test_infonce_textbook_and_official_denominator() -> None:
     assert InfoNCELoss(0.1, duplicate_positive=True)(u, v).item() == pytest.approx(official.item(), rel=1e-12)
     with pytest.raises(ShapeError):
         InfoNCELoss()(u, v[:3])
+
+
+def official_pose_nce(u: torch.Tensor, v: torch.Tensor, viewpoints: torch.Tensor, tau: float,
+                      threshold: float | None) -> torch.Tensor:
+    """The 3DAug-Pose official ``poseNCE_KD`` / ``multiposeNCE_KD`` transcribed with explicit loops (test only)."""
+    un, vn = F.normalize(u, dim=1), F.normalize(v, dim=1)
+    rotations = viewpoint_to_matrix(*viewpoints.unbind(-1))
+    losses = []
+    for i in range(len(u)):
+        sims = [torch.exp(un[i] @ vn[j] / tau) for j in range(len(u))]
+        degrees = [torch.rad2deg(geodesic_distance(rotations[i], rotations[j])) for j in range(len(u))]
+        if threshold is None:
+            positive = sims[i]
+            negatives = sum(s * d / 180 for s, d in zip(sims, degrees, strict=True))
+        else:
+            positive = sum(s for j, (s, d) in enumerate(zip(sims, degrees, strict=True)) if j == i or d <= threshold)
+            negatives = sum(sims)
+        losses.append(-torch.log(positive / (positive + negatives)))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("threshold", [None, 30.0])
+def test_pose_infonce_matches_the_official_pose_nce_kd_forms(threshold: float | None) -> None:
+    gen = torch.Generator().manual_seed(3)
+    u, v = torch.randn(9, 6, generator=gen, dtype=torch.float64), torch.randn(9, 6, generator=gen, dtype=torch.float64)
+    viewpoints = torch.stack([torch.rand(9, generator=gen) * 2 * torch.pi, torch.rand(9, generator=gen) * 0.6,
+                              torch.randn(9, generator=gen) * 0.1], dim=1).double()
+    viewpoints[4] = viewpoints[3] + viewpoints.new_tensor([0.2, 0.0, 0.0])  # ≈ 11° apart: a positive at 30°
+    viewpoints[7] = viewpoints[6]  # identical viewpoints: weight 0 as a negative
+    got = pose_info_nce_loss(u, v, viewpoints, 0.1, threshold)
+    assert got.item() == pytest.approx(official_pose_nce(u, v, viewpoints, 0.1, threshold).item(), rel=1e-10)
+    u.requires_grad_(True)
+    pose_info_nce_loss(u, v, viewpoints, 0.1, threshold).backward()
+    assert torch.isfinite(u.grad).all()
+
+
+def test_multipose_infonce_rewards_features_grouped_by_viewpoint() -> None:
+    """Two viewpoints, four samples each: features that agree within a viewpoint score lower than features that
+    separate every sample (what plain InfoNCE asks for), in both forms."""
+    viewpoints = torch.tensor([[0.0, 0.3, 0.0]] * 4 + [[2.0, 0.3, 0.0]] * 4)
+    grouped = torch.tensor([[1.0, 0.0]] * 4 + [[-1.0, 0.0]] * 4)
+    separated = torch.eye(8)
+    for threshold in (None, 30.0):
+        assert pose_info_nce_loss(grouped, grouped, viewpoints, 0.5, threshold) + 0.1 < pose_info_nce_loss(
+            separated, separated, viewpoints, 0.5, threshold)
+    with pytest.raises(ShapeError):
+        pose_info_nce_loss(grouped, grouped, viewpoints[:3])
 
 
 def test_logit_kd_is_zero_for_equal_logits_and_positive_otherwise() -> None:

@@ -130,7 +130,7 @@ def fit(options: Options, run_dir: Path) -> dict[str, float]:
 def test_teacher_then_students_end_to_end(tmp_path: Path) -> None:
     metrics = fit(tiny_options(stage="teacher"), tmp_path / "teacher")
     assert 0 <= metrics["acc_pi6"] <= 100 and 0 <= metrics["med_err"] <= 180
-    for representation in ("none", "kl", "infonce", "crd"):
+    for representation in ("none", "kl", "infonce", "pose_infonce", "multipose_infonce", "crd"):
         options = tiny_options(stage="student", teacher_checkpoint=tmp_path / "teacher",
                                representation=representation)
         metrics = fit(options, tmp_path / f"student_{representation}")

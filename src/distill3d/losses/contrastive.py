@@ -1,6 +1,7 @@
-"""Contrastive losses shared by the methods: InfoNCE (anchor → target), NT-Xent (SimCLR), CRD.
+"""Contrastive losses shared by the methods: InfoNCE (anchor → target), pose-aware InfoNCE, NT-Xent (SimCLR), CRD.
 
-Each loss is a plain function (``info_nce_loss``, ``nt_xent_loss``, ``nce_contrast_loss``, ``logit_kd_loss``) with a
+Each loss is a plain function (``info_nce_loss``, ``pose_info_nce_loss``, ``nt_xent_loss``, ``nce_contrast_loss``,
+``logit_kd_loss``) with a
 thin module that fixes its settings once per task (kornia's pattern). All take raw (unnormalised) embeddings and
 L2-normalise them inside, except where noted.
 """
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill3d.errors import ShapeError
+from distill3d.geometry.rotations import geodesic_distance, viewpoint_to_matrix
 from distill3d.losses.gather import all_gather_with_grad, distributed_world
 
 
@@ -58,6 +60,57 @@ class InfoNCELoss(nn.Module):
 
     def forward(self, anchors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return info_nce_loss(anchors, targets, self.temperature, self.duplicate_positive, self.target_dropout)
+
+
+def pose_info_nce_loss(anchors: torch.Tensor, targets: torch.Tensor, viewpoints: torch.Tensor,
+                       temperature: float = 0.1, positive_threshold_deg: float | None = None) -> torch.Tensor:
+    """Pose-aware in-batch InfoNCE from anchors ``u`` (B, D) to targets ``v`` (B, D) (PoseContrast, Xiao et al. 2021).
+
+    ``viewpoints`` (B, 3): (azimuth, elevation, in-plane) radians of the samples; ``Δ_ij`` is the geodesic distance
+    of their rotations (radians). Unit vectors, ``s_ij = u_i·v_j/τ``. Two forms of the 3DAug-Pose official code:
+
+    * ``positive_threshold_deg=None`` — ``poseNCE_KD``: negatives weighted by their pose distance, so a target
+      seen from nearly the same viewpoint is hardly pushed away:
+      ``L = −(1/B) Σ_i log[ e^{s_ii} / (e^{s_ii} + Σ_j (Δ_ij/π)·e^{s_ij}) ]``;
+    * ``positive_threshold_deg=t`` — ``multiposeNCE_KD`` (t = 30° there): every target within ``t`` of the
+      anchor's viewpoint (itself included) is a positive,
+      ``L = −(1/B) Σ_i log[ P_i / (P_i + Σ_j e^{s_ij}) ]``, ``P_i = Σ_{j: Δ_ij ≤ t} e^{s_ij}``.
+
+    Both pull features together by viewpoint across instances and categories (a category-agnostic pose
+    embedding), where plain InfoNCE separates every sample from every other. Computed in log space.
+    """
+    _check_pair(anchors, targets, ("anchors", "targets"))
+    if viewpoints.shape != (anchors.shape[0], 3):
+        raise ShapeError(f"viewpoints must be (B, 3) with B = {anchors.shape[0]}, got {tuple(viewpoints.shape)}")
+    u, v = F.normalize(anchors, dim=1), F.normalize(targets, dim=1)
+    logits = u @ v.t() / temperature  # (B, B)
+    with torch.no_grad():
+        rotations = viewpoint_to_matrix(*viewpoints.double().unbind(-1))
+        distance = geodesic_distance(rotations[:, None], rotations[None, :]).to(logits.dtype)  # (B, B) radians
+    if positive_threshold_deg is None:
+        numerator = logits.diagonal()
+        weighted = logits + torch.log(distance / torch.pi)  # log 0 = −inf: identical viewpoints are no negatives
+        denominator = torch.logsumexp(torch.cat([numerator[:, None], weighted], dim=1), dim=1)
+    else:
+        positive = (distance <= torch.deg2rad(distance.new_tensor(positive_threshold_deg))) | torch.eye(
+            len(u), dtype=torch.bool, device=u.device)
+        numerator = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)
+        denominator = torch.logsumexp(torch.cat([numerator[:, None], logits], dim=1), dim=1)
+    return (denominator - numerator).mean()
+
+
+class PoseInfoNCELoss(nn.Module):
+    """:func:`pose_info_nce_loss` with its settings fixed at construction (τ > 0, threshold in degrees or None)."""
+
+    def __init__(self, temperature: float = 0.1, positive_threshold_deg: float | None = None) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        self.temperature = temperature
+        self.positive_threshold_deg = positive_threshold_deg
+
+    def forward(self, anchors: torch.Tensor, targets: torch.Tensor, viewpoints: torch.Tensor) -> torch.Tensor:
+        return pose_info_nce_loss(anchors, targets, viewpoints, self.temperature, self.positive_threshold_deg)
 
 
 def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5,

@@ -41,7 +41,7 @@ from distill3d.data.worlds.shapes import SEEN_CATEGORIES, UNSEEN_CATEGORIES, Sha
 from distill3d.engine.task import TaskBase
 from distill3d.errors import Distill3dError
 from distill3d.geometry.rotations import rotation_z
-from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, logit_kd_loss
+from distill3d.losses.contrastive import CRDLoss, InfoNCELoss, PoseInfoNCELoss, logit_kd_loss
 from distill3d.losses.viewpoint import viewpoint_task_loss
 from distill3d.metrics.viewpoint import viewpoint_metrics
 from distill3d.models.pose import PoseStudent, PoseTeacher
@@ -98,10 +98,14 @@ class Options(BaseModel):
     teacher_checkpoint: Path | None = None
     task_weight: float = Field(0.25, ge=0)
     logit_weight: float = Field(0.75, ge=0)
-    representation: Literal["none", "kl", "infonce", "crd"] = "kl"
+    representation: Literal["none", "kl", "infonce", "pose_infonce", "multipose_infonce", "crd"] = Field(
+        "kl", description="representation KD: kl (official), infonce (the paper's contrastive KD), pose_infonce / "
+        "multipose_infonce (the official code's pose-aware variants poseNCE_KD / multiposeNCE_KD), crd")
     representation_weight: float = Field(0.75, ge=0)
     kd_temperature: float = Field(1.0, gt=0)
     infonce_temperature: float = Field(0.1, gt=0)
+    pose_positive_threshold_deg: float = Field(30.0, gt=0, le=180,
+                                               description="multipose_infonce: viewpoints this close are positives")
     crd_negatives: int = Field(4096, gt=0)
     crd_temperature: float = Field(0.07, gt=0)
     crd_momentum: float = Field(0.5, ge=0, lt=1)
@@ -174,6 +178,9 @@ class PoseCKDTask(TaskBase):
         self.teacher_contrast = InfoNCELoss(options.contrastive_temperature, duplicate_positive=official,
                                             target_dropout=0.3 if official else 0.0)
         self.student_contrast = InfoNCELoss(options.infonce_temperature)
+        self.student_pose_contrast = PoseInfoNCELoss(
+            options.infonce_temperature,
+            options.pose_positive_threshold_deg if options.representation == "multipose_infonce" else None)
 
     @property
     def teacher(self) -> PoseTeacher | None:
@@ -241,6 +248,11 @@ class PoseCKDTask(TaskBase):
     def test_sets(self) -> dict[str, Dataset]:
         return {"test_seen": self._dataset("test", "seen"), "test_unseen": self._dataset("test", "unseen")}
 
+    def validation_sets(self) -> dict[str, Dataset]:
+        """Validation images of the seen and of the unseen categories (held out from training and from the test
+        splits): what tuning for unseen-category generalisation may look at (``benchmarks/pose_ckd_tuning.py``)."""
+        return {"val_seen": self._dataset("val", "seen"), "val_unseen": self._dataset("val", "unseen")}
+
     # ------------------------------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
         o = self.options
@@ -307,7 +319,8 @@ class PoseCKDTask(TaskBase):
                             for k in heads)
                 loss = loss + o.logit_weight * logit
                 out["logit_kd"] = logit
-            representation = self._representation_loss(model, projected.float(), teacher_projected.float(), index)
+            representation = self._representation_loss(model, projected.float(), teacher_projected.float(), index,
+                                                        viewpoint)
             if representation is not None:
                 loss = loss + o.representation_weight * representation
                 out["representation_kd"] = representation
@@ -320,12 +333,14 @@ class PoseCKDTask(TaskBase):
             self._teacher.to(self._device)
 
     def _representation_loss(self, model: nn.Module, student: torch.Tensor, teacher: torch.Tensor,
-                             index: torch.Tensor) -> torch.Tensor | None:
+                             index: torch.Tensor, viewpoint: torch.Tensor) -> torch.Tensor | None:
         o = self.options
         if o.representation == "kl":
             return logit_kd_loss(student, teacher, o.kd_temperature)
         if o.representation == "infonce":
             return self.student_contrast(student, teacher)
+        if o.representation in ("pose_infonce", "multipose_infonce"):
+            return self.student_pose_contrast(student, teacher, viewpoint)
         if o.representation == "crd":
             crd = (model.module if hasattr(model, "module") else model).crd
             return crd(student, teacher, index)
