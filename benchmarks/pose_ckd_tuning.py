@@ -165,7 +165,8 @@ def main() -> None:
 Students of every variant trained {args.student_epochs} epochs against the frozen benchmark teacher of their seed
 (teacher {args.teacher_epochs} epochs), the benchmark's data, warm start and schedule (`benchmarks/pose_ckd.py`);
 scored by their best checkpoint (chosen on seen-category validation accuracy, as in the benchmark) on the
-**validation** images of the seen and of the 4 unseen categories (bed, guitar, rocket, stool; {BASE["val_size"] // 4} images each).
+**validation** images of the seen and of the 4 unseen categories (bed, guitar, rocket, stool; {BASE['val_size']}
+images each split).
 The test splits are not read. Seeds {", ".join(map(str, args.seeds))}; mean ± std over seeds.
 
 {chr(10).join(rows)}
