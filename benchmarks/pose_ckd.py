@@ -7,7 +7,10 @@ Arms (every student has the same architecture, warm start, data, augmentation an
 - ``kd_kl``: 0.25·task + 0.75·Σ_heads KL(teacher ‖ student) + 0.75·KL of softmaxed projected features — the
   official code's distillation;
 - ``kd_infonce``: the same with in-batch InfoNCE between projected features — the paper's contrastive KD;
-- ``kd_crd`` (optional, ``--arms``): CRD with a memory bank instead of in-batch InfoNCE.
+- ``kd_crd`` (optional, ``--arms``): CRD with a memory bank instead of in-batch InfoNCE;
+- ``kd_pose_infonce`` / ``kd_multipose_infonce`` (optional): the official code's pose-aware InfoNCE variants
+  (negatives weighted by pose distance / every sample within 30° a positive); see ``benchmarks/pose_ckd_tuning.py``
+  for how they and the other arms fare on validation images of unseen categories.
 
 Training on the 12 seen categories (``standard`` preset, one rendered pool shared by all seeds and arms: data seed
 0); image encoders start from the shipped seen-category classification weights (``pretrained_backbone:
@@ -50,6 +53,11 @@ STUDENTS = {
     "kd_kl": Variant("kd_kl", "student + logit + KL repr. KD (official)", {"representation": "kl"}),
     "kd_infonce": Variant("kd_infonce", "student + logit + InfoNCE repr. KD (paper)", {"representation": "infonce"}),
     "kd_crd": Variant("kd_crd", "student + logit + CRD", {"representation": "crd"}),
+    "kd_pose_infonce": Variant("kd_pose_infonce", "student + logit + pose-weighted InfoNCE (official poseNCE_KD)",
+                               {"representation": "pose_infonce"}),
+    "kd_multipose_infonce": Variant("kd_multipose_infonce",
+                                    "student + logit + multi-positive InfoNCE (official multiposeNCE_KD)",
+                                    {"representation": "multipose_infonce"}),
 }
 METRICS = {"seen_acc_pi6": ("test_seen", "acc_pi6"), "unseen_acc_pi6": ("test_unseen", "acc_pi6"),
            "seen_med_err": ("test_seen", "med_err"), "unseen_med_err": ("test_unseen", "med_err")}

@@ -37,9 +37,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline": ("no KD", BENCHMARK_STUDENTS["baseline"].changes),
     "kd_kl": ("logit + KL repr. (official)", BENCHMARK_STUDENTS["kd_kl"].changes),
     "kd_infonce": ("logit + InfoNCE repr. (paper)", BENCHMARK_STUDENTS["kd_infonce"].changes),
-    "kd_pose_infonce": ("logit + pose-weighted InfoNCE (official poseNCE_KD)", {"representation": "pose_infonce"}),
+    "kd_pose_infonce": ("logit + pose-weighted InfoNCE (official poseNCE_KD)",
+                        BENCHMARK_STUDENTS["kd_pose_infonce"].changes),
     "kd_multipose_infonce": ("logit + multi-positive InfoNCE, 30° (official multiposeNCE_KD)",
-                             {"representation": "multipose_infonce"}),
+                             BENCHMARK_STUDENTS["kd_multipose_infonce"].changes),
     "kd_kl_t4": ("logit + KL repr., temperature 4", {"representation": "kl", "kd_temperature": 4.0}),
     "kd_only": ("KD without the task loss (0 / 1 / 1)", {"representation": "kl", "task_weight": 0.0,
                                                          "logit_weight": 1.0, "representation_weight": 1.0}),
@@ -106,7 +107,7 @@ def run_job(job: tuple[int, str, dict, argparse.Namespace]) -> tuple[int, str, d
     return seed, variant, scores
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--arms", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -119,20 +120,25 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/pose_ckd_tuning"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny split, one epoch: a smoke test (~2 min)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     name = "pose_ckd_tuning_quick" if args.quick else "pose_ckd_tuning"
+    base = dict(BASE)
     if args.quick:
-        BASE.update(train_size=512, val_size=120, test_size=120)
+        base.update(train_size=512, val_size=120, test_size=120, crd_negatives=256)
         args.student_epochs = args.teacher_epochs = 1
         args.runs = args.runs.with_name(args.runs.name + "_quick")
     arms = ["baseline", *[a for a in args.arms if a != "baseline"]]
     started = time.perf_counter()
-    prepare = build_task(Options(stage="teacher", **BASE), args.seeds[0])  # render the shared splits once, here
+    prepare = build_task(Options(stage="teacher", **base), args.seeds[0])  # render the shared splits once, here
     prepare.train_set(), prepare.validation_sets()
-    context = get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:  # teachers first: the students read them
-        teachers = list(pool.map(run_job, [(seed, "teacher", BASE, args) for seed in args.seeds]))
-        students = list(pool.map(run_job, [(seed, arm, BASE, args) for arm in arms for seed in args.seeds]))
+    teacher_jobs = [(seed, "teacher", base, args) for seed in args.seeds]
+    student_jobs = [(seed, arm, base, args) for arm in arms for seed in args.seeds]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:  # teachers first
+            teachers = list(pool.map(run_job, teacher_jobs))
+            students = list(pool.map(run_job, student_jobs))
+    else:
+        teachers, students = [run_job(job) for job in teacher_jobs], [run_job(job) for job in student_jobs]
     scores = {(seed, variant): s for seed, variant, s in teachers + students}
     minutes = (time.perf_counter() - started) / 60
 
@@ -165,7 +171,7 @@ def main() -> None:
 Students of every variant trained {args.student_epochs} epochs against the frozen benchmark teacher of their seed
 (teacher {args.teacher_epochs} epochs), the benchmark's data, warm start and schedule (`benchmarks/pose_ckd.py`);
 scored by their best checkpoint (chosen on seen-category validation accuracy, as in the benchmark) on the
-**validation** images of the seen and of the 4 unseen categories (bed, guitar, rocket, stool; {BASE['val_size']}
+**validation** images of the seen and of the 4 unseen categories (bed, guitar, rocket, stool; {base['val_size']}
 images each split).
 The test splits are not read. Seeds {", ".join(map(str, args.seeds))}; mean ± std over seeds.
 
