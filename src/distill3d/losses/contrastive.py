@@ -1,9 +1,8 @@
 """Contrastive losses shared by the methods: InfoNCE (anchor → target), pose-aware InfoNCE, NT-Xent (SimCLR), CRD.
 
 Each loss is a plain function (``info_nce_loss``, ``pose_info_nce_loss``, ``nt_xent_loss``, ``nce_contrast_loss``,
-``logit_kd_loss``) with a
-thin module that fixes its settings once per task (kornia's pattern). All take raw (unnormalised) embeddings and
-L2-normalise them inside, except where noted.
+``logit_kd_loss``) with a thin module that fixes its settings once per task (kornia's pattern). All take raw
+(unnormalised) embeddings and L2-normalise them inside, except where noted.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ InfoNCE counts the positive twice in its denominator and applies dropout 0.3 to 
 
 **Stage 2 — student** (``options.stage: student``): image-only network, teacher frozen (eval mode).
 ``L_S = w_task · L_task + w_logit · Σ_6 heads KL_τ(teacher ‖ student) + w_repr · R(proj_S, proj_T)`` with
-``R`` = KL of softmaxed features (official code), in-batch InfoNCE (the paper's "contrastive KD") or CRD with a
-momentum memory bank (Tian et al. 2020; beyond the official code). Official weights: 0.25 / 0.75 / 0.75.
+``R`` = KL of softmaxed features (official code), in-batch InfoNCE (the paper's "contrastive KD"), the official
+code's pose-aware InfoNCE forms (``poseNCE_KD``: negatives weighted by pose distance; ``multiposeNCE_KD``: samples
+within 30° are positives) or CRD with a momentum memory bank (Tian et al. 2020; beyond the official code).
+Official weights: 0.25 / 0.75 / 0.75.
 The baseline student (no KD) is ``w_task = 1, w_logit = 0, representation: none``.
 
 Augmentation (both stages): photometric jitter, box-jitter crop, horizontal flip (a → 2π − a, θ → −θ; the
