@@ -90,7 +90,8 @@ def pretrain(objective: str, preset: Preset, seed: int, threads: int, runs: Path
 
 
 def finetune(preset: Preset, fraction: float, seed: int, threads: int, runs: Path, checkpoint: Path | None,
-             name: str) -> dict[str, object]:
+             name: str, split: str = "test", extra_overrides: tuple[str, ...] = ()) -> dict[str, object]:
+    """Fine-tune one arm and score its last model on ``split`` (``test``, or ``val`` for tuning)."""
     n_train = max(preset.finetune_batch, round(fraction * preset.labelled))
     steps_per_epoch = n_train // preset.finetune_batch
     epochs = math.ceil(preset.finetune_steps / steps_per_epoch)
@@ -101,8 +102,9 @@ def finetune(preset: Preset, fraction: float, seed: int, threads: int, runs: Pat
                  f"train.schedule.warmup_epochs={0.05 * epochs}"]
     if checkpoint is not None:
         overrides.append(f"options.pretrained_checkpoint={checkpoint}")
-    _, task, model = train_recipe("peclr_finetune", overrides, runs, name)
-    loader = DataLoader(task.test_sets()["test"], batch_size=256, shuffle=False)
+    _, task, model = train_recipe("peclr_finetune", [*overrides, *extra_overrides], runs, name)
+    dataset = task.val_set() if split == "val" else task.test_sets()[split]
+    loader = DataLoader(dataset, batch_size=256, shuffle=False)
     result, uv_px = evaluate_hand_pose(model, loader, "bones")
     return {"pa_epe_mm": 1000 * result.pa_epe_mean, "epe_mm": 1000 * result.epe_mean, "pa_auc": result.pa_auc,
             "auc": result.auc, "uv_px": uv_px, "pck_aligned": result.aligned.pck_curve.numpy(),
