@@ -1,0 +1,27 @@
+"""benchmarks/peclr_tuning.py: a quick run pre-trains, fine-tunes every objective under each protocol, scores the
+validation split only and writes the report and the JSON under the ``_quick`` name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.peclr_tuning import main
+
+    from distill3d.methods.peclr.task import FinetuneTask
+
+    monkeypatch.setenv("DISTILL3D_CACHE", str(tmp_path / "cache"))
+
+    def no_test_split(self: FinetuneTask) -> None:
+        raise AssertionError("tuning must not read the test split")
+
+    monkeypatch.setattr(FinetuneTask, "test_sets", no_test_split)
+    main(["--quick", "--threads", "1", "--protocols", "frozen@400", "--out", str(tmp_path)])
+    report = (tmp_path / "peclr_tuning_quick.md").read_text()
+    assert "QUICK" in report and "| frozen encoder, head only, 400 labelled images | PeCLR + fine-tune |" in report
+    document = json.loads((tmp_path / "peclr_tuning_quick.json").read_text())
+    assert set(document["arms"]) == {"supervised/frozen@400", "simclr/frozen@400", "peclr/frozen@400"}
+    assert all(document["arms"][arm]["pa_epe_mm"]["mean"] > 0 for arm in document["arms"])
