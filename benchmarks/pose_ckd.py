@@ -16,7 +16,7 @@ Training on the 12 seen categories (``standard`` preset, one rendered pool share
 0); image encoders start from the shipped seen-category classification weights (``pretrained_backbone:
 builtin``, see ``benchmarks/pretrain_backbone.py``); model selection (best epoch) by mean Acc@π/6 on the
 *validation* split of seen categories; reported on held-out test images of seen and of the 4 unseen categories.
-Run: ``python -m benchmarks.pose_ckd [--seeds 0 1 2] [--out DIR]`` (≈ 40 min on 2 cores) or ``--quick``.
+Run: ``python -m benchmarks.pose_ckd [--seeds 0 1 2] [--out DIR]`` (≈ 30 min on 2 cores) or ``--quick``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["baseline", "kd_kl", "kd_infonce"], choices=list(STUDENTS),
                         help="student arms (the teacher always runs)")
     parser.add_argument("--train-size", type=int, default=24000)
-    parser.add_argument("--teacher-epochs", type=int, default=5)
+    parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark in turn (about 4.5 h on 2 cores); each writes its report under
+"""`make bench`: run every benchmark in turn (about 5.5 h on 2 cores); each writes its report under
 benchmarks/results/. The shipped encoder weights are not rebuilt here: `python -m benchmarks.pretrain_backbone`."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 BENCHMARKS = ["benchmarks.precision", "benchmarks.world_speed", "benchmarks.throughput", "benchmarks.learnability",
-              "benchmarks.pose_ckd", "benchmarks.peclr", "benchmarks.skd_wm3d", "benchmarks.dgcnn_speed",
+              "benchmarks.pose_ckd", "benchmarks.pose_ckd_tuning", "benchmarks.peclr", "benchmarks.peclr_tuning",
+              "benchmarks.skd_wm3d", "benchmarks.dgcnn_speed",
               "benchmarks.pointmcd", "benchmarks.fuzz_readers"]
 
 
