@@ -29,7 +29,7 @@ from distill3d.cli.methods import load_trained
 from distill3d.data.worlds.shapes import CATEGORIES
 from distill3d.engine.config import TrainConfig
 from distill3d.engine.trainer import Trainer
-from distill3d.methods.pose_ckd import Options, build_task, model_bins
+from distill3d.methods.pose_ckd import Options, build_task
 from distill3d.metrics.viewpoint import viewpoint_metrics
 
 # name → (label, option changes); the benchmark's arms plus the variants tried for unseen categories
@@ -62,16 +62,10 @@ def validation_scores(run_dir: Path) -> dict[str, float]:
     task, model = trained.task, trained.model.eval()
     scores: dict[str, float] = {}
     for name, dataset in task.validation_sets().items():
-        predicted, truth, categories = [], [], []
         with torch.no_grad():
-            for batch in DataLoader(dataset, batch_size=128, collate_fn=task.collate):
-                inputs = (batch["image"], batch["points"]) if task.options.stage == "teacher" else (batch["image"],)
-                heads = model(*inputs)[0]
-                predicted.append(model_bins(model).decode({k: v.float() for k, v in heads.items()}))
-                truth.append(batch["viewpoint"])
-                categories.append(batch["category"])
-        predicted, truth = torch.cat(predicted).double(), torch.cat(truth).double()
-        result = viewpoint_metrics(predicted, truth, torch.cat(categories))
+            predicted, truth, categories = task.predictions(model, DataLoader(dataset, batch_size=128,
+                                                                               collate_fn=task.collate))
+        result = viewpoint_metrics(predicted, truth, categories)
         scores[f"{name}_acc_pi6"] = result.mean_acc_pi_6_percent
         if name == "val_unseen":
             for index, category in result.per_category.items():

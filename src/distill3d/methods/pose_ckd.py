@@ -349,7 +349,9 @@ class PoseCKDTask(TaskBase):
         return None
 
     # ------------------------------------------------------------------------------------ evaluation
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+    def predictions(self, model: nn.Module, batches: Iterable[dict[str, Any]]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoded viewpoints (N, 3) radians, true viewpoints (N, 3) radians (both float64) and category ids (N,)."""
         predicted, truth, categories = [], [], []
         for batch in batches:
             if self.options.stage == "teacher":
@@ -359,7 +361,10 @@ class PoseCKDTask(TaskBase):
             predicted.append(model_bins(model).decode({k: v.float() for k, v in heads.items()}))
             truth.append(batch["viewpoint"])
             categories.append(batch["category"])
-        result = viewpoint_metrics(torch.cat(predicted).double(), torch.cat(truth).double(), torch.cat(categories))
+        return torch.cat(predicted).double(), torch.cat(truth).double(), torch.cat(categories)
+
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        result = viewpoint_metrics(*self.predictions(model, batches))
         return {"acc_pi6": result.mean_acc_pi_6_percent, "med_err": result.mean_med_err_deg,
                 "acc_pi6_all": result.all_acc_pi_6_percent, "med_err_all": result.all_med_err_deg}
 
