@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from benchmarks.pose_ckd import STUDENTS as BENCHMARK_STUDENTS
+from benchmarks.pose_ckd import base_options, train_config
 from distill3d.cli.methods import load_trained
 from distill3d.data.worlds.shapes import CATEGORIES
-from distill3d.engine.config import TrainConfig
 from distill3d.engine.trainer import Trainer
 from distill3d.methods.pose_ckd import Options, build_task
 from distill3d.metrics.viewpoint import viewpoint_metrics
@@ -45,17 +45,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "kd_only": ("KD without the task loss (0 / 1 / 1)", {"representation": "kl", "task_weight": 0.0,
                                                          "logit_weight": 1.0, "representation_weight": 1.0}),
 }
-BASE = dict(train_size=24000, val_size=1200, test_size=1200, backbone_width=32, image_size=64, num_points=256,
-            crd_negatives=4096, difficulty="standard", data_seed=0, pretrained_backbone="builtin")
-
-
-def train_config(epochs: int, lr: float) -> TrainConfig:
-    """The benchmark's schedule (``benchmarks/pose_ckd.py``)."""
-    return TrainConfig(epochs=epochs, batch_size=64, precision="bf16", channels_last=True,
-                       optimizer={"name": "adamw", "lr": lr, "weight_decay": 5e-4},
-                       schedule={"name": "cosine", "warmup_epochs": min(1.0, 0.3 * epochs)}, monitor="val/acc_pi6")
-
-
 def validation_scores(run_dir: Path) -> dict[str, float]:
     """Seen / unseen validation Acc@π/6 of a run's best checkpoint, the unseen one per category and per angle."""
     trained = load_trained(run_dir / "best.pt")
@@ -116,9 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny split, one epoch: a smoke test (~2 min)")
     args = parser.parse_args(argv)
     name = "pose_ckd_tuning_quick" if args.quick else "pose_ckd_tuning"
-    base = dict(BASE)
+    base = base_options(512, 120) if args.quick else base_options()
     if args.quick:
-        base.update(train_size=512, val_size=120, test_size=120, crd_negatives=256)
         args.student_epochs = args.teacher_epochs = 1
         args.runs = args.runs.with_name(args.runs.name + "_quick")
     arms = ["baseline", *[a for a in args.arms if a != "baseline"]]
