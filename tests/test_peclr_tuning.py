@@ -1,5 +1,6 @@
-"""benchmarks/peclr_tuning.py: a quick run pre-trains, fine-tunes every objective under each protocol, scores the
-validation split only and writes the report and the JSON under the ``_quick`` name."""
+"""benchmarks/peclr_tuning.py: a quick run pre-trains, fine-tunes the chosen objectives (and supervised only) under
+each protocol, scores the validation split only and writes the report and the JSON under a name that carries
+``_quick`` and a non-default pre-training length."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.Monke
         raise AssertionError("tuning must not read the test split")
 
     monkeypatch.setattr(FinetuneTask, "test_sets", no_test_split)
-    main(["--quick", "--threads", "1", "--protocols", "frozen@400", "--out", str(tmp_path)])
-    report = (tmp_path / "peclr_tuning_quick.md").read_text()
+    main(["--quick", "--threads", "1", "--protocols", "frozen@400", "--objectives", "peclr", "--pretrain-epochs", "2",
+          "--out", str(tmp_path)])
+    report = (tmp_path / "peclr_tuning_quick_pretrain2.md").read_text()
     assert "QUICK" in report and "| frozen encoder, head only, 400 labelled images | PeCLR + fine-tune |" in report
-    document = json.loads((tmp_path / "peclr_tuning_quick.json").read_text())
-    assert set(document["arms"]) == {"supervised/frozen@400", "simclr/frozen@400", "peclr/frozen@400"}
+    assert "× 2 epochs" in report.replace("\n", " ") and "PeCLR alike" in report
+    document = json.loads((tmp_path / "peclr_tuning_quick_pretrain2.json").read_text())
+    assert set(document["arms"]) == {"supervised/frozen@400", "peclr/frozen@400"}
     assert all(document["arms"][arm]["pa_epe_mm"]["mean"] > 0 for arm in document["arms"])
