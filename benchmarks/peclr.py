@@ -15,13 +15,15 @@ curves in a PNG.  The fine-tuning head is the integral heat-map 2.5D head (``opt
 
 Run: ``python -m benchmarks.peclr --seeds 0 1 2 --out benchmarks/results`` (≤ 45 min on 2 idle CPU cores;
 writes ``peclr.md``, ``peclr.json`` and ``peclr_pck.png``) or ``python -m benchmarks.peclr --quick`` (≈ 2 min,
-writes ``peclr_quick.*``; a smoke test, not a result).  JSON metrics ``pa_epe_mm``, ``epe_mm``, ``pa_auc``,
-``err_2d_px``.
+writes ``peclr_quick.*``; a smoke test, not a result).  ``--pretrain-epochs`` / ``--finetune-steps`` change the
+budgets (e.g. for a GPU run; the report is then named ``peclr_pretrain<E>_steps<N>.*``).  JSON metrics
+``pa_epe_mm``, ``epe_mm``, ``pa_auc``, ``err_2d_px``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import tempfile
 import time
@@ -179,6 +181,19 @@ def ordering_lines(results: dict[str, list[dict]], low: str) -> list[str]:
             "`learnability_hands.md` trains the same kind of model much longer)."]
 
 
+def budget_preset(quick: bool, pretrain_epochs: int | None = None,
+                  finetune_steps: int | None = None) -> tuple[Preset, str]:
+    """The preset and report name of a run: ``peclr`` (or ``peclr_quick``), or with another pre-training or
+    fine-tuning budget ``peclr_pretrain<E>_steps<N>`` so that the committed 2-core report is not overwritten."""
+    preset, name = (QUICK, "peclr_quick") if quick else (FULL, "peclr")
+    budget = {"pretrain_epochs": pretrain_epochs, "finetune_steps": finetune_steps}
+    changed = {key: value for key, value in budget.items() if value is not None and value != getattr(preset, key)}
+    if not changed:
+        return preset, name
+    preset = dataclasses.replace(preset, **changed)
+    return preset, f"{name}_pretrain{preset.pretrain_epochs}_steps{preset.finetune_steps}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (~2 min): checks that everything runs")
@@ -189,10 +204,15 @@ def main() -> None:
                         help="random encoders instead of the shipped shapes-classification warm start")
     parser.add_argument("--pretrain-per-seed", action="store_true",
                         help="pre-train SimCLR and PeCLR again for every seed (default: once, seed 0, shared)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help=f"pre-training epochs (default {FULL.pretrain_epochs}; more for a GPU run)")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help=f"fine-tuning steps of every arm (default {FULL.finetune_steps}; the 100 %% arm needs "
+                             "≈ 5,000 to reach 12 mm, see learnability_hands.md: a GPU run)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
     args = parser.parse_args()
-    preset = QUICK if args.quick else FULL
+    preset, name = budget_preset(args.quick, args.pretrain_epochs, args.finetune_steps)
     if args.cold_start:
         WARM_START.clear()
     seeds = args.seeds if args.seeds is not None else list(range(preset.seeds))
@@ -221,7 +241,6 @@ def main() -> None:
                 print(f"seed {seed} | {arm:15s} | PA-EPE {outcome['pa_epe_mm']:.2f} mm | EPE "
                       f"{outcome['epe_mm']:.2f} mm | 2D {outcome['uv_px']:.2f} px | "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
-    name = "peclr_quick" if args.quick else "peclr"
     out_dir = Path(args.out)
     plot_path = out_dir / f"{name}_pck.png"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,22 @@
+"""benchmarks/peclr.py: other pre-training / fine-tuning budgets (a GPU run) get their own preset and report name,
+so the committed 2-core report is never overwritten by them."""
+
+from __future__ import annotations
+
+
+def test_default_budget_keeps_the_report_name() -> None:
+    from benchmarks.peclr import FULL, QUICK, budget_preset
+
+    assert budget_preset(False) == (FULL, "peclr")
+    assert budget_preset(True) == (QUICK, "peclr_quick")
+    assert budget_preset(False, FULL.pretrain_epochs, FULL.finetune_steps) == (FULL, "peclr")
+
+
+def test_another_budget_gets_its_own_name() -> None:
+    from benchmarks.peclr import FULL, budget_preset
+
+    preset, name = budget_preset(False, finetune_steps=5000)
+    assert (preset.finetune_steps, preset.pretrain_epochs) == (5000, FULL.pretrain_epochs)
+    assert name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000"
+    preset, name = budget_preset(False, pretrain_epochs=40, finetune_steps=5000)
+    assert (preset.pretrain_epochs, preset.labelled) == (40, FULL.labelled) and name == "peclr_pretrain40_steps5000"
