@@ -85,14 +85,15 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(f"| {PROTOCOLS[protocol][2]} | {LABELS[objective]} | {mean_std(values['pa_epe_mm'], 2)} | "
                         f"{mean_std(values['epe_mm'], 1)} | {mean_std(values['uv_px'], 2)} | "
                         f"{', '.join(f'{g:+.1f} %' for g in gains)} |")
-    length_note = (f" but {preset.pretrain_epochs} epochs long (the benchmark's: {FULL.pretrain_epochs})"
+    length_note = (f" instead of the benchmark's {FULL.pretrain_epochs}"
                    if preset.pretrain_epochs != FULL.pretrain_epochs and not args.quick else "")
-    pretrained = " and ".join(LABELS[o].split(" ")[0] for o in objectives if o != "supervised") or "nothing"
+    names = [LABELS[o].split(" ")[0] for o in objectives if o != "supervised"]
+    pretrained = " and ".join(names) + (" alike" if len(names) > 1 else " only")
     title = "# PeCLR: fine-tuning protocols on validation images" + (" (QUICK: a smoke test)" if args.quick else "")
     body = f"""{title}
 
-Pre-training as in `benchmarks/peclr.py`{length_note} ({preset.unlabelled:,} unlabelled images ×
-{preset.pretrain_epochs} epochs, batch {preset.pretrain_batch}, from the shipped warm start; {pretrained} alike;
+Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled images × {preset.pretrain_epochs}
+epochs{length_note}, batch {preset.pretrain_batch}, from the shipped warm start; {pretrained};
 {pretrain_minutes:.1f} min). Every fine-tuning run: {preset.finetune_steps}+ steps of batch {preset.finetune_batch},
 the last model scored on the **validation** split ({preset.val} images; the test split is not read). Seeds
 {args.seeds}. Gains are

@@ -24,7 +24,7 @@ def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.Monke
           "--out", str(tmp_path)])
     report = (tmp_path / "peclr_tuning_quick_pretrain2.md").read_text()
     assert "QUICK" in report and "| frozen encoder, head only, 400 labelled images | PeCLR + fine-tune |" in report
-    assert "× 2 epochs" in report.replace("\n", " ") and "PeCLR alike" in report
+    assert "× 2 epochs" in report.replace("\n", " ") and "PeCLR only" in report
     document = json.loads((tmp_path / "peclr_tuning_quick_pretrain2.json").read_text())
     assert set(document["arms"]) == {"supervised/frozen@400", "peclr/frozen@400"}
     assert all(document["arms"][arm]["pa_epe_mm"]["mean"] > 0 for arm in document["arms"])
