@@ -26,7 +26,7 @@ from benchmarks.common import write_report
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
-from distill3d.data._viewpoint_common import read_annotation_file  # noqa: E402
+from distill3d.data.viewpoint_common.annotations import read_annotation_file  # noqa: E402
 from distill3d.engine.config import load_run_config  # noqa: E402
 from distill3d.errors import Distill3dError  # noqa: E402
 from test_pascal3d import annotated_object, write_record  # noqa: E402

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill3d.data._viewpoint_common import read_annotation_file, read_annotation_files, run_isolated
+from distill3d.data.viewpoint_common.annotations import read_annotation_file, read_annotation_files
+from distill3d.data.viewpoint_common.isolation import run_isolated
 from distill3d.errors import DataFormatError
 from test_pascal3d import annotated_object, write_record
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distill3d.data import kitti_io, shapenetpart
-from distill3d.data._viewpoint_common import read_split_list
 from distill3d.data.freihand import read_freihand_predictions
 from distill3d.data.mesh_io import read_off, read_ply_points
+from distill3d.data.viewpoint_common.annotations import read_split_list
 from distill3d.engine.logging import read_metrics
 from distill3d.errors import DataFormatError
 

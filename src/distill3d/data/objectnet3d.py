@@ -2,7 +2,7 @@
 
 Layout read under ``root``::
 
-    Annotations/<id>.mat                       one ``record`` per image (see _viewpoint_common)
+    Annotations/<id>.mat                       one ``record`` per image (see viewpoint_common.annotations)
     Images/<id>.JPEG                           (``record.filename`` when present)
     Image_sets/{train,val,test}.txt            image ids of each split
     pointcloud/<class>/<nn>/compressed.ply     PoseFromShape's CAD point clouds (5000 points), or
@@ -32,15 +32,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from distill3d.data._viewpoint_common import (
-    CadLibrary,
-    RealViewpointDataset,
-    ShapeSource,
-    choose_shape_source,
-    read_annotation_files,
-    read_split_list,
-    resolve_categories,
-)
+from distill3d.data.viewpoint_common.annotations import read_annotation_files, read_split_list
+from distill3d.data.viewpoint_common.cad import CadLibrary, ShapeSource, choose_shape_source
+from distill3d.data.viewpoint_common.dataset import RealViewpointDataset, resolve_categories
 from distill3d.errors import DataFormatError
 
 __all__ = [

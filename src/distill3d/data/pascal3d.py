@@ -2,7 +2,7 @@
 
 Layout read under ``root`` (the Pascal3D+ release folder, e.g. ``PASCAL3D+_release1.1``)::
 
-    Annotations/<class>_{imagenet,pascal}/<id>.mat     one ``record`` per image (see _viewpoint_common)
+    Annotations/<class>_{imagenet,pascal}/<id>.mat     one ``record`` per image (see viewpoint_common.annotations)
     Images/<class>_{imagenet,pascal}/<record.filename>  ImageNet ``.JPEG`` / VOC ``.jpg``
     PASCAL/VOCdevkit/VOC2012/ImageSets/Main/<class>_val.txt   VOC 2012 val list (decides the split)
     pointcloud/<class>/<nn>/compressed.ply              PoseFromShape's sampled CAD clouds (optional), or
@@ -31,16 +31,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from distill3d.data._viewpoint_common import (
-    CadLibrary,
-    ObjectTable,
-    RealViewpointDataset,
-    ShapeSource,
-    choose_shape_source,
-    read_annotation_files,
-    read_split_list,
-    resolve_categories,
-)
+from distill3d.data.viewpoint_common.annotations import ObjectTable, read_annotation_files, read_split_list
+from distill3d.data.viewpoint_common.cad import CadLibrary, ShapeSource, choose_shape_source
+from distill3d.data.viewpoint_common.dataset import RealViewpointDataset, resolve_categories
 from distill3d.errors import DataFormatError
 
 __all__ = [
