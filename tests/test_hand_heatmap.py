@@ -28,13 +28,19 @@ def test_a_peaked_heat_map_points_at_its_cell_in_input_pixels() -> None:
     assert torch.allclose(uv, torch.tensor([[[40.5, 10.5]]]))
 
 
-@pytest.mark.parametrize("small_input", [False, True])
-def test_heatmap_net_shapes_initial_centre_and_gradients(small_input: bool) -> None:
+@pytest.mark.parametrize(("small_input", "from_stem", "expected_stride"),
+                         [(False, True, 2.0), (True, True, 1.0), (False, False, 4.0), (True, False, 1.0)])
+def test_heatmap_net_shapes_initial_centre_and_gradients(small_input: bool, from_stem: bool,
+                                                         expected_stride: float) -> None:
+    """Stride of the heat maps: the stem's (2, or 1 for the small-input stem) or, without the stem level, layer1's
+    (4 with the standard stem and its max-pool; still 1 for the small-input stem, which has no max-pool)."""
     torch.manual_seed(0)
-    net = Hand25DHeatmapNet(ResNet("resnet18", 0, 8, small_input=small_input), image_size=32, decoder_width=16)
+    net = Hand25DHeatmapNet(ResNet("resnet18", 0, 8, small_input=small_input), image_size=32, decoder_width=16,
+                            from_stem=from_stem)
     images = torch.rand(2, 3, 32, 32)
     uv, z_rel, probabilities = net(images, return_heatmaps=True)
     stride, _ = net.heatmap_geometry()
+    assert stride == expected_stride and len(net.laterals) == (4 if from_stem else 3)
     assert uv.shape == (2, 21, 2) and z_rel.shape == (2, 21)
     assert probabilities.shape == (2, 21, int(32 / stride), int(32 / stride))
     assert (uv - 15.5).abs().max() < 0.5  # near-uniform heat maps at initialisation: the image centre

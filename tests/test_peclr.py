@@ -186,16 +186,19 @@ def test_tiny_pretrain_finetune_eval_predict(tmp_path: Path, monkeypatch: pytest
     assert Image.open(real[0]["png"]).size == (224, 224)
 
 
-@pytest.mark.parametrize("head", ["heatmap", "linear"])
-def test_finetune_heads_train_and_lift_with_either_root(head: str) -> None:
+@pytest.mark.parametrize(("head", "from_stem"), [("heatmap", True), ("heatmap", False), ("linear", True)])
+def test_finetune_heads_train_and_lift_with_either_root(head: str, from_stem: bool) -> None:
     from distill3d.data.worlds.hands import hand_batch
     from distill3d.methods.peclr import predict_xyz
     from distill3d.models.hand_pose import Hand25DHeatmapNet, Hand25DNet
 
     torch.manual_seed(0)
-    task = build_task(Options(stage="finetune", head=head, image_size=32, backbone_width=8), 0)
+    task = build_task(Options(stage="finetune", head=head, image_size=32, backbone_width=8,
+                              heatmap_from_stem=from_stem), 0)
     model = task.build_model()
     assert isinstance(model, Hand25DHeatmapNet if head == "heatmap" else Hand25DNet)
+    if head == "heatmap":
+        assert model.heatmap_geometry()[0] == (2.0 if from_stem else 4.0)
     batch = hand_batch("labelled", list(range(4)), image_size=32)
     out = task.training_step(model, batch)
     out["loss"].backward()

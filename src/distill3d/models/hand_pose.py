@@ -105,19 +105,24 @@ class Hand25DHeatmapNet(nn.Module):
     2018's 2.5D heat maps in their integral form).  With the standard stem (``small_input=False``) the stem
     output is 2× below the input; with the small-input stem it is 1× (cells = pixels).
     ``forward(images, return_heatmaps=True)`` also returns the heat-map probabilities (B, J, h, w) for an
-    auxiliary heat-map loss.  ``freeze_encoder`` as :class:`Hand25DNet`.
+    auxiliary heat-map loss.  ``freeze_encoder`` as :class:`Hand25DNet`.  ``from_stem=False`` stops the decoder at
+    ``layer1`` (one level coarser: stride 4 with the standard stem), which halves the training step's cost at
+    64 px (the finest level's 3×3 convolution costs about as much as the whole encoder).
     """
 
     def __init__(self, encoder: ResNet, image_size: int, num_joints: int = 21, decoder_width: int = 64,
-                 freeze_encoder: bool = False) -> None:
+                 freeze_encoder: bool = False, from_stem: bool = True) -> None:
         super().__init__()
         self.encoder = encoder
         self.image_size, self.num_joints, self.freeze_encoder = image_size, num_joints, freeze_encoder
+        self.from_stem = from_stem
         self.stem_stride = 1 if isinstance(encoder.maxpool, nn.Identity) and encoder.conv1.stride == (1, 1) else 2
+        self.finest_stride = self.stem_stride * (1 if from_stem or isinstance(encoder.maxpool, nn.Identity) else 2)
         stem_channels = encoder.conv1.out_channels
         stage_channels = [(stage[-1].bn3 if hasattr(stage[-1], "bn3") else stage[-1].bn2).num_features
                           for stage in (encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4)]
-        self.laterals = nn.ModuleList(nn.Conv2d(c, decoder_width, 1) for c in [stem_channels, *stage_channels[:-1]])
+        skip_channels = [stem_channels, *stage_channels[:-1]] if from_stem else stage_channels[:-1]
+        self.laterals = nn.ModuleList(nn.Conv2d(c, decoder_width, 1) for c in skip_channels)
         self.top = nn.Conv2d(stage_channels[-1], decoder_width, 1)
         self.smooth = nn.ModuleList(_ConvBNReLU(decoder_width, decoder_width) for _ in self.laterals)
         self.head = nn.Conv2d(decoder_width, 2 * num_joints, 1)
@@ -135,13 +140,13 @@ class Hand25DHeatmapNet(nn.Module):
 
     def heatmap_geometry(self) -> tuple[float, float]:
         """(stride, offset): heat-map cell x sits at input pixel ``stride·x + offset``."""
-        stride = float(self.stem_stride)
+        stride = float(self.finest_stride)
         return stride, (stride - 1) / 2
 
     def forward(self, images: torch.Tensor, return_heatmaps: bool = False):
         e = self.encoder
         stem = e.relu(e.bn1(e.conv1(images)))
-        skips = [stem]
+        skips = [stem] if self.from_stem else []
         x = e.maxpool(stem)
         for stage in (e.layer1, e.layer2, e.layer3):
             x = stage(x)
