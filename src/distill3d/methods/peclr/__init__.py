@@ -18,9 +18,8 @@ supervised-only baseline) + a 2.5D head predicting per joint (u, v) px and z_rel
 ``options.head: heatmap`` (default) adds a top-down decoder to stride-2 heat maps with soft-argmax uv and
 integral z_rel (:class:`~distill3d.models.hand_pose.Hand25DHeatmapNet`; a deviation from the paper that makes
 64 px crops learnable: global regression learns too slowly) with ``L = L1(uv) + 5·L1(z_rel) + 0.5·CE(heat map)``;
-``heatmap_from_stem: false`` stops that decoder at stride 4 (raw step ≈1.7× faster at 64 px; one probe on
-validation, supervised with all labels, 5,300 steps: PA-EPE 13.5 mm, 2D error 3.2 px — not compared at equal
-steps with the stride-2 default); ``head: linear`` is the released ``rn_25D`` head with
+``heatmap_from_stem: false`` stops that decoder at stride 4 (raw step ≈1.7× faster at 64 px; its accuracy
+against the stride-2 default at equal steps is not measured yet); ``head: linear`` is the released ``rn_25D`` head with
 ``L = L1(uv) + 5·L1(z_rel)``.  Full fine-tuning or a frozen encoder.  3D via the root depth fitted to all bones (``root: bones``, the root refinement that coarse 2D
 needs) or Iqbal's one-bone closed form (``root: closed_form``) (:mod:`distill3d.geometry.hand25d`).  Metrics
 (val/test): PA-EPE and EPE (mm), AUC 0-50 mm aligned and unaligned, 2D error (px), as FreiHAND's evaluation.
