@@ -53,7 +53,7 @@ from distill3d.data.kitti_io import read_calib_file, read_label_file, read_split
 from distill3d.data.worlds.road import CLASS_NAMES
 from distill3d.errors import DataFormatError
 from distill3d.geometry.camera import resize_intrinsics
-from distill3d.metrics.kitti import FrameAnnotations
+from distill3d.metrics.kitti import DONTCARE, FrameAnnotations
 
 __all__ = [
     "NEIGHBOUR_CLASS_NAMES",
@@ -70,7 +70,6 @@ NEIGHBOUR_CLASS_NAMES = ("Van", "Person_sitting")
 """Neighbour class id → KITTI type: GT the evaluation ignores (not misses) for Car / Pedestrian."""
 DEPTH_PNG_SCALE = 256.0
 """A depth PNG stores ``round(metres · 256)`` as uint16 (KITTI depth benchmark convention); 0 = invalid."""
-DONTCARE = "DontCare"
 
 
 # ----------------------------------------------------------------------------------------------------------

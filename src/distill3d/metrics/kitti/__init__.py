@@ -28,13 +28,14 @@ Modules: :mod:`.annotations` (constants, :class:`FrameAnnotations`), :mod:`.matc
 
 from __future__ import annotations
 
-from distill3d.metrics.kitti.annotations import DIFFICULTIES, KITTI_CLASSES, METRICS, FrameAnnotations
+from distill3d.metrics.kitti.annotations import DIFFICULTIES, DONTCARE, KITTI_CLASSES, METRICS, FrameAnnotations
 from distill3d.metrics.kitti.evaluate import default_min_overlaps, evaluate_kitti
 from distill3d.metrics.kitti.matching import sample_score_thresholds
 from distill3d.metrics.kitti.result import KittiEvalResult
 
 __all__ = [
     "DIFFICULTIES",
+    "DONTCARE",
     "KITTI_CLASSES",
     "METRICS",
     "FrameAnnotations",
