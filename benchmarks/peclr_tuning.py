@@ -8,10 +8,14 @@ representation matter more, scoring the last model on the ``val`` split (the tes
 * ``full@400``: full fine-tuning on 400 labelled images (10 % of a 4,000-image labelled split), i.e. 100 epochs
   over them in the benchmark's 600 steps — the paper's fine-tuning length, where labels, not steps, should bind;
 * ``full@2000``: the benchmark's protocol (10 % of 20,000), scored on validation;
-* ``frozen@400``: the encoder frozen, only the 2.5D head trained (what the pre-trained features alone carry).
+* ``frozen@400``: the encoder frozen, only the 2.5D head trained (what the pre-trained features alone carry);
+* ``linear-full@2000``, ``linear-frozen@400``: the same with the paper's linear 2.5D head on the pooled features
+  (what PeCLR's objective shapes) instead of the heat-map decoder.
 
-Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min on 2 cores). ``--pretrain-epochs E``
-(other than the benchmark's 4) asks whether longer pre-training helps and writes ``peclr_tuning_pretrain<E>.*``;
+Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min on 2 cores; the linear-head
+protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).
+``--pretrain-epochs E`` (other than the benchmark's 4) asks whether longer pre-training helps and writes
+``peclr_tuning_pretrain<E>.*``;
 ``--objectives`` limits the arms (supervised only is always run: the gains are measured against it).
 """
 
@@ -32,26 +36,35 @@ PROTOCOLS: dict[str, tuple[int, tuple[str, ...], str]] = {
     "full@400": (4_000, (), "full fine-tuning, 400 labelled images (100 epochs over them)"),
     "full@2000": (20_000, (), "full fine-tuning, 2,000 labelled images (the benchmark's 10 %)"),
     "frozen@400": (4_000, ("options.freeze_encoder=true",), "frozen encoder, head only, 400 labelled images"),
+    "linear-full@2000": (20_000, ("options.head=linear",),
+                         "the paper's linear head on pooled features, full fine-tuning, 2,000 labelled images"),
+    "linear-frozen@400": (4_000, ("options.head=linear", "options.freeze_encoder=true"),
+                          "the paper's linear head on pooled features, frozen encoder, 400 labelled images"),
 }
+DEFAULT_PROTOCOLS = ["full@400", "full@2000", "frozen@400"]
+"""The committed ``peclr_tuning.md``'s protocols; the linear-head ones were added later (their own report)."""
 METRICS = ("pa_epe_mm", "epe_mm", "uv_px")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="fine-tuning seeds")
-    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
+    parser.add_argument("--protocols", nargs="+", default=DEFAULT_PROTOCOLS, choices=list(PROTOCOLS))
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--pretrain-epochs", type=int, default=None,
                         help=f"pre-training epochs (default: the benchmark's {FULL.pretrain_epochs})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-name", default=None,
+                        help="name of the report and JSON (default peclr_tuning, + _quick, + _pretrain<E>)")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     name = "peclr_tuning_quick" if args.quick else "peclr_tuning"
     if args.pretrain_epochs is not None and args.pretrain_epochs != preset.pretrain_epochs:
         preset = dataclasses.replace(preset, pretrain_epochs=args.pretrain_epochs)
         name += f"_pretrain{args.pretrain_epochs}"
+    name = args.report_name or name
     objectives = [o for o in OBJECTIVES if o == "supervised" or o in args.objectives]
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

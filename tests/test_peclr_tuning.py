@@ -20,11 +20,13 @@ def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.Monke
         raise AssertionError("tuning must not read the test split")
 
     monkeypatch.setattr(FinetuneTask, "test_sets", no_test_split)
-    main(["--quick", "--threads", "1", "--protocols", "frozen@400", "--objectives", "peclr", "--pretrain-epochs", "2",
-          "--out", str(tmp_path)])
+    main(["--quick", "--threads", "1", "--protocols", "frozen@400", "linear-frozen@400", "--objectives", "peclr",
+          "--pretrain-epochs", "2", "--out", str(tmp_path)])
     report = (tmp_path / "peclr_tuning_quick_pretrain2.md").read_text()
     assert "QUICK" in report and "| frozen encoder, head only, 400 labelled images | PeCLR + fine-tune |" in report
     assert "× 2 epochs" in report.replace("\n", " ") and "PeCLR only" in report
     document = json.loads((tmp_path / "peclr_tuning_quick_pretrain2.json").read_text())
-    assert set(document["arms"]) == {"supervised/frozen@400", "peclr/frozen@400"}
+    assert set(document["arms"]) == {f"{objective}/{protocol}" for objective in ("supervised", "peclr")
+                                     for protocol in ("frozen@400", "linear-frozen@400")}
+    assert "| the paper's linear head on pooled features, frozen encoder, 400 labelled images | PeCLR" in report
     assert all(document["arms"][arm]["pa_epe_mm"]["mean"] > 0 for arm in document["arms"])
