@@ -15,8 +15,8 @@ representation matter more, scoring the last model on the ``val`` split (the tes
 Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min on 2 cores; the linear-head
 protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).
 ``--pretrain-epochs E`` (other than the benchmark's 4) asks whether longer pre-training helps and writes
-``peclr_tuning_pretrain<E>.*``;
-``--objectives`` limits the arms (supervised only is always run: the gains are measured against it).
+``peclr_tuning_pretrain<E>.*``; ``--objectives`` limits the arms (supervised only is always run: the gains are
+measured against it).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled image
 epochs{length_note}, batch {preset.pretrain_batch}, from the shipped warm start; {pretrained};
 {pretrain_minutes:.1f} min). Every fine-tuning run: {preset.finetune_steps}+ steps of batch {preset.finetune_batch},
 the last model scored on the **validation** split ({preset.val} images; the test split is not read). Seeds
-{args.seeds}. Gains are
-relative PA-EPE reductions against supervised only under the same protocol (issue #8's target: PeCLR ≥ 5 %).
+{args.seeds}. Gains are relative PA-EPE reductions against supervised only under the same protocol (issue #8's
+target: PeCLR ≥ 5 %).
 
 {chr(10).join(rows)}
 
