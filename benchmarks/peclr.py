@@ -15,8 +15,9 @@ curves in a PNG.  The fine-tuning head is the integral heat-map 2.5D head (``opt
 
 Run: ``python -m benchmarks.peclr --seeds 0 1 2 --out benchmarks/results`` (≤ 45 min on 2 idle CPU cores;
 writes ``peclr.md``, ``peclr.json`` and ``peclr_pck.png``) or ``python -m benchmarks.peclr --quick`` (≈ 2 min,
-writes ``peclr_quick.*``; a smoke test, not a result).  ``--pretrain-epochs`` / ``--finetune-steps`` change the
-budgets (e.g. for a GPU run; the report is then named ``peclr_pretrain<E>_steps<N>.*``).  JSON metrics
+writes ``peclr_quick.*``; a smoke test, not a result).  ``--pretrain-epochs`` / ``--finetune-steps`` /
+``--labelled`` change the budgets (e.g. for a GPU run; the report is then named ``peclr_pretrain<E>_steps<N>.*``,
+with ``_labelled<L>`` when the labelled split changes).  JSON metrics
 ``pa_epe_mm``, ``epe_mm``, ``pa_auc``, ``err_2d_px``.
 """
 
@@ -181,17 +182,19 @@ def ordering_lines(results: dict[str, list[dict]], low: str) -> list[str]:
             "`learnability_hands.md` trains the same kind of model much longer)."]
 
 
-def budget_preset(quick: bool, pretrain_epochs: int | None = None,
-                  finetune_steps: int | None = None) -> tuple[Preset, str]:
+def budget_preset(quick: bool, pretrain_epochs: int | None = None, finetune_steps: int | None = None,
+                  labelled: int | None = None) -> tuple[Preset, str]:
     """The preset and report name of a run: ``peclr`` (or ``peclr_quick``), or with another pre-training or
-    fine-tuning budget ``peclr_pretrain<E>_steps<N>`` so that the committed 2-core report is not overwritten."""
+    fine-tuning budget or labelled split ``peclr_pretrain<E>_steps<N>`` (+ ``_labelled<L>`` when that differs) so
+    that the committed 2-core report is not overwritten."""
     preset, name = (QUICK, "peclr_quick") if quick else (FULL, "peclr")
-    budget = {"pretrain_epochs": pretrain_epochs, "finetune_steps": finetune_steps}
+    budget = {"pretrain_epochs": pretrain_epochs, "finetune_steps": finetune_steps, "labelled": labelled}
     changed = {key: value for key, value in budget.items() if value is not None and value != getattr(preset, key)}
     if not changed:
         return preset, name
+    suffix = f"_labelled{changed['labelled']}" if "labelled" in changed else ""
     preset = dataclasses.replace(preset, **changed)
-    return preset, f"{name}_pretrain{preset.pretrain_epochs}_steps{preset.finetune_steps}"
+    return preset, f"{name}_pretrain{preset.pretrain_epochs}_steps{preset.finetune_steps}{suffix}"
 
 
 def main() -> None:
@@ -209,10 +212,13 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=None,
                         help=f"fine-tuning steps of every arm (default {FULL.finetune_steps}; the 100 %% arm needs "
                              "≈ 5,000 to reach 12 mm, see learnability_hands.md: a GPU run)")
+    parser.add_argument("--labelled", type=int, default=None,
+                        help=f"labelled split size (default {FULL.labelled:,}; the low-label arms take "
+                             f"{round(100 * FULL.low_fraction)} %% of it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
     args = parser.parse_args()
-    preset, name = budget_preset(args.quick, args.pretrain_epochs, args.finetune_steps)
+    preset, name = budget_preset(args.quick, args.pretrain_epochs, args.finetune_steps, args.labelled)
     if args.cold_start:
         WARM_START.clear()
     seeds = args.seeds if args.seeds is not None else list(range(preset.seeds))

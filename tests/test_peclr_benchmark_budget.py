@@ -20,3 +20,5 @@ def test_another_budget_gets_its_own_name() -> None:
     assert name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000"
     preset, name = budget_preset(False, pretrain_epochs=40, finetune_steps=5000)
     assert (preset.pretrain_epochs, preset.labelled) == (40, FULL.labelled) and name == "peclr_pretrain40_steps5000"
+    preset, name = budget_preset(False, finetune_steps=5000, labelled=100_000)
+    assert preset.labelled == 100_000 and name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000_labelled100000"
