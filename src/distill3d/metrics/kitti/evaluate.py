@@ -251,31 +251,14 @@ def evaluate_kitti(
             continue
         overlaps, overlap_offsets = _flat_pairwise(gt_annotations, dt_annotations, metric)
         for (c, d), (ignored_gt, ignored_dt, num_valid) in flags.items():
+            frames = (overlaps, overlap_offsets, data.gt_offsets, data.dt_offsets, ignored_gt, ignored_dt,
+                      data.dt_score, data.gt_alpha, data.dt_alpha)  # the kernels' shared per-frame inputs
             for s in range(num_settings):
                 min_overlap = float(thresholds_table[s, metric_index, c])
-                tp_scores = collect_tp_scores(
-                    overlaps,
-                    overlap_offsets,
-                    data.gt_offsets,
-                    data.dt_offsets,
-                    ignored_gt,
-                    ignored_dt,
-                    data.dt_score,
-                    data.gt_alpha,
-                    data.dt_alpha,
-                    min_overlap,
-                )
+                tp_scores = collect_tp_scores(*frames, min_overlap)
                 thresholds = sample_score_thresholds(tp_scores, num_valid)[:NUM_SAMPLE_POINTS]
                 totals = accumulate_statistics(
-                    overlaps,
-                    overlap_offsets,
-                    data.gt_offsets,
-                    data.dt_offsets,
-                    ignored_gt,
-                    ignored_dt,
-                    data.dt_score,
-                    data.gt_alpha,
-                    data.dt_alpha,
+                    *frames,
                     dontcare_ioa,
                     dontcare_ioa_offsets,
                     data.dontcare_offsets,

@@ -138,6 +138,15 @@ def _match_frame(
 
 
 @njit(cache=True)
+def _frame_slices(overlaps: np.ndarray, overlap_offsets: np.ndarray, gt_offsets: np.ndarray, dt_offsets: np.ndarray,
+                  f: int) -> tuple[int, int, int, int, np.ndarray]:
+    """GT range (g0, g1), detection range (d0, d1) and the (D, G) overlaps of frame ``f`` in the flat arrays."""
+    g0, g1 = gt_offsets[f], gt_offsets[f + 1]
+    d0, d1 = dt_offsets[f], dt_offsets[f + 1]
+    return g0, g1, d0, d1, overlaps[overlap_offsets[f] : overlap_offsets[f + 1]].reshape((d1 - d0, g1 - g0))
+
+
+@njit(cache=True)
 def collect_tp_scores(
     overlaps: np.ndarray,
     overlap_offsets: np.ndarray,
@@ -156,9 +165,7 @@ def collect_tp_scores(
     count = 0
     no_dontcare = np.zeros((0, 0))
     for f in range(num_frames):
-        g0, g1 = gt_offsets[f], gt_offsets[f + 1]
-        d0, d1 = dt_offsets[f], dt_offsets[f + 1]
-        frame_overlaps = overlaps[overlap_offsets[f] : overlap_offsets[f + 1]].reshape((d1 - d0, g1 - g0))
+        g0, g1, d0, d1, frame_overlaps = _frame_slices(overlaps, overlap_offsets, gt_offsets, dt_offsets, f)
         tp, _, _, _ = _match_frame(
             frame_overlaps,
             ignored_gt[g0:g1],
@@ -199,9 +206,7 @@ def accumulate_statistics(
     totals = np.zeros((thresholds.shape[0], 4))
     unused = np.empty(0)
     for f in range(num_frames):
-        g0, g1 = gt_offsets[f], gt_offsets[f + 1]
-        d0, d1 = dt_offsets[f], dt_offsets[f + 1]
-        frame_overlaps = overlaps[overlap_offsets[f] : overlap_offsets[f + 1]].reshape((d1 - d0, g1 - g0))
+        g0, g1, d0, d1, frame_overlaps = _frame_slices(overlaps, overlap_offsets, gt_offsets, dt_offsets, f)
         num_dontcare = dontcare_offsets[f + 1] - dontcare_offsets[f] if use_dontcare else 0
         frame_dontcare = dontcare_ioa[
             dontcare_ioa_offsets[f] : dontcare_ioa_offsets[f] + (d1 - d0) * num_dontcare
