@@ -30,3 +30,25 @@ def test_quick_tuning_scores_validation_splits_only(tmp_path, monkeypatch: pytes
     scores = document["arms"]["kd_multipose_infonce"]
     assert {"val_seen_acc_pi6", "val_unseen_acc_pi6", "unseen_bed", "unseen_azimuth_within_30"} <= set(scores)
     assert all(0 <= scores[k]["mean"] <= 100 for k in scores)
+
+
+def test_quick_tuning_against_a_cold_start_baseline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--baseline baseline_cold``: the gains are measured against the student without the warm start, and the
+    cold arms really start from Kaiming init (their saved options carry no warm start)."""
+    from benchmarks.pose_ckd_tuning import main
+
+    from distill3d.cli.methods import load_trained
+
+    monkeypatch.setenv("DISTILL3D_CACHE", str(tmp_path / "cache"))
+    main(["--quick", "--seeds", "0", "--arms", "kd_kl_cold", "--baseline", "baseline_cold", "--report-name", "cold",
+          "--jobs", "1", "--threads", "1", "--teacher-runs", str(tmp_path / "teachers"), "--runs",
+          str(tmp_path / "runs"), "--out", str(tmp_path)])
+    report = (tmp_path / "cold_quick.md").read_text()
+    assert "unseen gain over `baseline_cold` (per seed)" in report
+    assert "| baseline_cold: no KD, no warm start | " in report
+    document = json.loads((tmp_path / "cold_quick.json").read_text())
+    assert set(document["arms"]) == {"teacher", "baseline_cold", "kd_kl_cold"}
+    for arm in ("baseline_cold", "kd_kl_cold"):
+        trained = load_trained(tmp_path / "runs_quick" / f"{arm}-seed0" / "best.pt")
+        assert trained.task.options.pretrained_backbone is None
+    assert load_trained(tmp_path / "teachers" / "teacher-seed0" / "best.pt").task.options.pretrained_backbone
