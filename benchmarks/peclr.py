@@ -54,6 +54,7 @@ class Preset:
     finetune_steps: int
     finetune_batch: int
     seeds: int
+    warm_start: bool = True  # every encoder from the shipped shapes-classification weights (False: random)
 
 
 FULL = Preset(image_size=64, width=32, unlabelled=20_000, pretrain_epochs=4, pretrain_batch=128, labelled=20_000,
@@ -73,12 +74,9 @@ def arm_name(objective: str, fraction: float) -> str:
     return f"{objective}@{round(100 * fraction)}"
 
 
-WARM_START: list[str] = ["options.pretrained_backbone=builtin"]
-"""Overrides of every run (``--cold-start`` empties it)."""
-
-
 def common_overrides(preset: Preset, seed: int, threads: int) -> list[str]:
-    return [*WARM_START, f"seed={seed}", f"options.image_size={preset.image_size}",
+    warm_start = ["options.pretrained_backbone=builtin"] if preset.warm_start else []
+    return [*warm_start, f"seed={seed}", f"options.image_size={preset.image_size}",
             f"options.backbone_width={preset.width}", f"train.threads={threads}", "options.data_seed=0",
             "options.difficulty=standard"]
 
@@ -183,18 +181,22 @@ def ordering_lines(results: dict[str, list[dict]], low: str) -> list[str]:
 
 
 def budget_preset(quick: bool, pretrain_epochs: int | None = None, finetune_steps: int | None = None,
-                  labelled: int | None = None) -> tuple[Preset, str]:
+                  labelled: int | None = None, cold_start: bool = False,
+                  pretrain_per_seed: bool = False) -> tuple[Preset, str]:
     """The preset and report name of a run: ``peclr`` (or ``peclr_quick``), or with another pre-training or
-    fine-tuning budget or labelled split ``peclr_pretrain<E>_steps<N>`` (+ ``_labelled<L>`` when that differs) so
-    that the committed 2-core report is not overwritten."""
+    fine-tuning budget or labelled split ``peclr_pretrain<E>_steps<N>`` (+ ``_labelled<L>`` when that differs),
+    + ``_cold`` without the warm start, + ``_pretrain_per_seed``, so that the committed 2-core report is not
+    overwritten."""
     preset, name = (QUICK, "peclr_quick") if quick else (FULL, "peclr")
     budget = {"pretrain_epochs": pretrain_epochs, "finetune_steps": finetune_steps, "labelled": labelled}
     changed = {key: value for key, value in budget.items() if value is not None and value != getattr(preset, key)}
-    if not changed:
-        return preset, name
-    suffix = f"_labelled{changed['labelled']}" if "labelled" in changed else ""
-    preset = dataclasses.replace(preset, **changed)
-    return preset, f"{name}_pretrain{preset.pretrain_epochs}_steps{preset.finetune_steps}{suffix}"
+    if changed:
+        suffix = f"_labelled{changed['labelled']}" if "labelled" in changed else ""
+        preset = dataclasses.replace(preset, **changed)
+        name += f"_pretrain{preset.pretrain_epochs}_steps{preset.finetune_steps}{suffix}"
+    if cold_start:
+        preset, name = dataclasses.replace(preset, warm_start=False), name + "_cold"
+    return preset, name + ("_pretrain_per_seed" if pretrain_per_seed else "")
 
 
 def main() -> None:
@@ -204,9 +206,11 @@ def main() -> None:
                         help="seeds to run (default 0 1 2; quick: 0 1), e.g. --seeds 1 to rerun one seed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the report, JSON and PNG")
     parser.add_argument("--cold-start", action="store_true",
-                        help="random encoders instead of the shipped shapes-classification warm start")
+                        help="random encoders instead of the shipped shapes-classification warm start "
+                             "(report name + _cold)")
     parser.add_argument("--pretrain-per-seed", action="store_true",
-                        help="pre-train SimCLR and PeCLR again for every seed (default: once, seed 0, shared)")
+                        help="pre-train SimCLR and PeCLR again for every seed (default: once, seed 0, shared; "
+                             "report name + _pretrain_per_seed)")
     parser.add_argument("--pretrain-epochs", type=int, default=None,
                         help=f"pre-training epochs (default {FULL.pretrain_epochs}; more for a GPU run)")
     parser.add_argument("--finetune-steps", type=int, default=None,
@@ -218,9 +222,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the run folders here (default: temporary)")
     args = parser.parse_args()
-    preset, name = budget_preset(args.quick, args.pretrain_epochs, args.finetune_steps, args.labelled)
-    if args.cold_start:
-        WARM_START.clear()
+    preset, name = budget_preset(args.quick, args.pretrain_epochs, args.finetune_steps, args.labelled,
+                                 args.cold_start, args.pretrain_per_seed)
     seeds = args.seeds if args.seeds is not None else list(range(preset.seeds))
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -259,7 +262,7 @@ def main() -> None:
     lines = [title,
              "",
              f"ResNet-18 (first-stage width {preset.width}) at {preset.image_size} px, bf16 autocast, "
-             + ("every encoder warm-started from the shipped shapes-classification weights. " if WARM_START
+             + ("every encoder warm-started from the shipped shapes-classification weights. " if preset.warm_start
                 else "random initial encoders (`--cold-start`). ")
              + f"Pre-training: {preset.unlabelled:,} unlabelled images × {preset.pretrain_epochs} epochs, batch "
              f"{preset.pretrain_batch}, Adam + LARS, lr 1e-4·√batch, τ = 0.5 (the same budget for SimCLR and "

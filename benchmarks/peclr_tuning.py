@@ -16,7 +16,7 @@ Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min o
 protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).
 ``--pretrain-epochs E`` (other than the benchmark's 4) asks whether longer pre-training helps and writes
 ``peclr_tuning_pretrain<E>.*``; ``--objectives`` limits the arms (supervised only is always run: the gains are
-measured against it).
+measured against it). ``--cold-start`` starts every arm from random encoders (``peclr_tuning_cold.*``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--pretrain-epochs", type=int, default=None,
                         help=f"pre-training epochs (default: the benchmark's {FULL.pretrain_epochs})")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="random encoders instead of the shipped warm start, for every arm (report name + _cold)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.pretrain_epochs is not None and args.pretrain_epochs != preset.pretrain_epochs:
         preset = dataclasses.replace(preset, pretrain_epochs=args.pretrain_epochs)
         name += f"_pretrain{args.pretrain_epochs}"
+    if args.cold_start:
+        preset, name = dataclasses.replace(preset, warm_start=False), name + "_cold"
     name = args.report_name or name
     objectives = [o for o in OBJECTIVES if o == "supervised" or o in args.objectives]
     torch.set_num_threads(args.threads)
@@ -102,11 +106,13 @@ def main(argv: list[str] | None = None) -> None:
                    if preset.pretrain_epochs != FULL.pretrain_epochs and not args.quick else "")
     names = [LABELS[o].split(" ")[0] for o in objectives if o != "supervised"]
     pretrained = " and ".join(names) + (" alike" if len(names) > 1 else " only")
+    start = ("from the shipped warm start" if preset.warm_start
+             else "from random encoders (`--cold-start`: every arm, supervised only included)")
     title = "# PeCLR: fine-tuning protocols on validation images" + (" (QUICK: a smoke test)" if args.quick else "")
     body = f"""{title}
 
 Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled images × {preset.pretrain_epochs}
-epochs{length_note}, batch {preset.pretrain_batch}, from the shipped warm start; {pretrained};
+epochs{length_note}, batch {preset.pretrain_batch}, {start}; {pretrained};
 {pretrain_minutes:.1f} min). Every fine-tuning run: {preset.finetune_steps}+ steps of batch {preset.finetune_batch},
 the last model scored on the **validation** split ({preset.val} images; the test split is not read). Seeds
 {args.seeds}. Gains are relative PA-EPE reductions against supervised only under the same protocol (issue #8's

@@ -22,3 +22,16 @@ def test_another_budget_gets_its_own_name() -> None:
     assert (preset.pretrain_epochs, preset.labelled) == (40, FULL.labelled) and name == "peclr_pretrain40_steps5000"
     preset, name = budget_preset(False, finetune_steps=5000, labelled=100_000)
     assert preset.labelled == 100_000 and name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000_labelled100000"
+
+
+def test_cold_start_and_per_seed_pre_training_get_their_own_names() -> None:
+    """``--cold-start`` drops the warm start from every run's overrides and is named in the report's file name."""
+    from benchmarks.peclr import FULL, budget_preset, common_overrides
+
+    assert "options.pretrained_backbone=builtin" in common_overrides(FULL, seed=0, threads=1)
+    preset, name = budget_preset(False, cold_start=True)
+    assert name == "peclr_cold" and not preset.warm_start
+    assert not any("pretrained_backbone" in override for override in common_overrides(preset, seed=0, threads=1))
+    preset, name = budget_preset(False, finetune_steps=5000, cold_start=True, pretrain_per_seed=True)
+    assert name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000_cold_pretrain_per_seed"
+    assert preset.finetune_steps == 5000 and not preset.warm_start
