@@ -55,6 +55,7 @@ class Preset:
     finetune_batch: int
     seeds: int
     warm_start: bool = True  # every encoder from the shipped shapes-classification weights (False: random)
+    difficulty: str = "standard"  # the hands world's preset
 
 
 FULL = Preset(image_size=64, width=32, unlabelled=20_000, pretrain_epochs=4, pretrain_batch=128, labelled=20_000,
@@ -78,7 +79,7 @@ def common_overrides(preset: Preset, seed: int, threads: int) -> list[str]:
     warm_start = ["options.pretrained_backbone=builtin"] if preset.warm_start else []
     return [*warm_start, f"seed={seed}", f"options.image_size={preset.image_size}",
             f"options.backbone_width={preset.width}", f"train.threads={threads}", "options.data_seed=0",
-            "options.difficulty=standard"]
+            f"options.difficulty={preset.difficulty}"]
 
 
 def pretrain(objective: str, preset: Preset, seed: int, threads: int, runs: Path) -> Path:
@@ -270,8 +271,8 @@ def main() -> None:
              f"for every arm (full fine-tuning, integral heat-map head, L1(uv) + 5·L1(z_rel) + 0.5·heat-map CE; "
              f"root depth fitted to all bones); the last step's model is scored. Labelled split "
              f"{preset.labelled:,} images ({low} % = the first {round(preset.low_fraction * preset.labelled):,}). "
-             f"World preset `standard`. Test split: {preset.test:,} images; seeds {seeds}. Mean ± sample std "
-             "over seeds.",
+             f"World preset `{preset.difficulty}`. Test split: {preset.test:,} images; seeds {seeds}. Mean ± sample "
+             "std over seeds.",
              "",
              "| arm | labelled images | PA-EPE (mm) ↓ | EPE (mm) ↓ | AUC aligned ↑ | AUC unaligned ↑ | 2D error (px) ↓ "
              "| per-seed PA-EPE |",

@@ -16,7 +16,8 @@ Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min o
 protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).
 ``--pretrain-epochs E`` (other than the benchmark's 4) asks whether longer pre-training helps and writes
 ``peclr_tuning_pretrain<E>.*``; ``--objectives`` limits the arms (supervised only is always run: the gains are
-measured against it). ``--cold-start`` starts every arm from random encoders (``peclr_tuning_cold.*``).
+measured against it). ``--cold-start`` starts every arm from random encoders (``peclr_tuning_cold.*``);
+``--difficulty hard`` uses the hands world's ``hard`` preset (uniform in-plane roll: ``peclr_tuning_hard.*``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"pre-training epochs (default: the benchmark's {FULL.pretrain_epochs})")
     parser.add_argument("--cold-start", action="store_true",
                         help="random encoders instead of the shipped warm start, for every arm (report name + _cold)")
+    parser.add_argument("--difficulty", default="standard", choices=["easy", "standard", "hard"],
+                        help="the hands world's preset (report name + _<difficulty> when not standard)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         name += f"_pretrain{args.pretrain_epochs}"
     if args.cold_start:
         preset, name = dataclasses.replace(preset, warm_start=False), name + "_cold"
+    if args.difficulty != "standard":
+        preset, name = dataclasses.replace(preset, difficulty=args.difficulty), f"{name}_{args.difficulty}"
     name = args.report_name or name
     objectives = [o for o in OBJECTIVES if o == "supervised" or o in args.objectives]
     torch.set_num_threads(args.threads)
@@ -115,8 +120,8 @@ Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled image
 epochs{length_note}, batch {preset.pretrain_batch}, {start}; {pretrained};
 {pretrain_minutes:.1f} min). Every fine-tuning run: {preset.finetune_steps}+ steps of batch {preset.finetune_batch},
 the last model scored on the **validation** split ({preset.val} images; the test split is not read). Seeds
-{args.seeds}. Gains are relative PA-EPE reductions against supervised only under the same protocol (issue #8's
-target: PeCLR ≥ 5 %).
+{args.seeds}; hands world preset `{preset.difficulty}`. Gains are relative PA-EPE reductions against supervised
+only under the same protocol (issue #8's target: PeCLR ≥ 5 %).
 
 {chr(10).join(rows)}
 

@@ -35,3 +35,12 @@ def test_cold_start_and_per_seed_pre_training_get_their_own_names() -> None:
     preset, name = budget_preset(False, finetune_steps=5000, cold_start=True, pretrain_per_seed=True)
     assert name == f"peclr_pretrain{FULL.pretrain_epochs}_steps5000_cold_pretrain_per_seed"
     assert preset.finetune_steps == 5000 and not preset.warm_start
+
+
+def test_the_world_preset_reaches_every_run() -> None:
+    import dataclasses
+
+    from benchmarks.peclr import FULL, common_overrides
+
+    assert "options.difficulty=standard" in common_overrides(FULL, seed=0, threads=1)
+    assert "options.difficulty=hard" in common_overrides(dataclasses.replace(FULL, difficulty="hard"), 0, 1)
