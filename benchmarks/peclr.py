@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from distill3d.cli.demos import train_recipe
+from distill3d.data.worlds.difficulty import Difficulty
 from distill3d.methods.peclr import evaluate_hand_pose, scaled_learning_rate
 
 
@@ -55,7 +56,7 @@ class Preset:
     finetune_batch: int
     seeds: int
     warm_start: bool = True  # every encoder from the shipped shapes-classification weights (False: random)
-    difficulty: str = "standard"  # the hands world's preset
+    difficulty: Difficulty = "standard"  # the hands world's preset
 
 
 FULL = Preset(image_size=64, width=32, unlabelled=20_000, pretrain_epochs=4, pretrain_batch=128, labelled=20_000,

@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
 from benchmarks.peclr import FULL, LABELS, OBJECTIVES, QUICK, finetune, pretrain
+from distill3d.data.worlds.difficulty import DIFFICULTIES
 
 PROTOCOLS: dict[str, tuple[int, tuple[str, ...], str]] = {
     "full@400": (4_000, (), "full fine-tuning, 400 labelled images (100 epochs over them)"),
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"pre-training epochs (default: the benchmark's {FULL.pretrain_epochs})")
     parser.add_argument("--cold-start", action="store_true",
                         help="random encoders instead of the shipped warm start, for every arm (report name + _cold)")
-    parser.add_argument("--difficulty", default="standard", choices=["easy", "standard", "hard"],
+    parser.add_argument("--difficulty", default="standard", choices=DIFFICULTIES,
                         help="the hands world's preset (report name + _<difficulty> when not standard)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
