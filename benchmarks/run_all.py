@@ -5,7 +5,6 @@ teachers)."""
 
 from __future__ import annotations
 
-import glob
 import re
 import subprocess
 import sys
@@ -42,8 +41,8 @@ BENCHMARKS: list[list[str]] = [
 def committed_commands(results: Path) -> set[str]:
     """The ``python -m ...`` commands written in the headers of the committed reports (run folders left out)."""
     commands = set()
-    for path in glob.glob(str(results / "*.md")):
-        match = re.search(r"^Command: `python -m (.+?)`", Path(path).read_text(), re.MULTILINE)
+    for path in results.glob("*.md"):
+        match = re.search(r"^Command: `python -m (.+?)`", path.read_text(), re.MULTILINE)
         if match:
             commands.add(re.sub(r" --runs-dir \S+", "", match.group(1)))
     return commands
