@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report-name", default=None,
-                        help="name of the report and JSON (default peclr_tuning, + _quick, + _pretrain<E>)")
+                        help="name of the report and JSON (default peclr_tuning, + _quick, + _pretrain<E>, + _cold, "
+                             "+ _<difficulty>)")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     name = "peclr_tuning_quick" if args.quick else "peclr_tuning"
