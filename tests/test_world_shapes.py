@@ -301,10 +301,33 @@ def test_readable_fronts_make_front_and_back_views_differ() -> None:
             objects = [build_object(category, np.random.default_rng([5, i]), readable) for i in range(8)]
             views = np.array([[0.3, 0.4, 0.0]] * 8)
             behind = views + np.array([math.pi, 0, 0])
-            mirrored = views * np.array([-1, 1, 1])  # the mirror image of the back view's silhouette
             front = render_viewpoints(objects, views)[0].rgb
             back = render_viewpoints(objects, behind)[0].rgb.flip(3)
-            del mirrored
             total += float((front - back).abs().mean())
         return total
     assert front_back_difference(True) > front_back_difference(False)
+
+
+def fin_phases(readable: bool) -> tuple[np.ndarray, np.ndarray]:
+    """exp(i·n·θ) of every rocket fin's centre azimuth θ — the phase modulo the symmetry period 2π/n, on the unit
+    circle so that no wrap-around matters — and n, the rocket's fin count, for 12 instances."""
+    fin_part = category_part_ids("rocket")[CATEGORY_INFO["rocket"].parts.index("fin")]
+    phases, orders = [], []
+    for i in range(12):
+        rocket = build_object("rocket", np.random.default_rng([7, i]), readable)
+        centers = rocket.primitives.center[rocket.primitives.part == fin_part]
+        assert len(centers) == rocket.symmetry_order
+        phases.append(np.exp(1j * rocket.symmetry_order * np.arctan2(centers[:, 1], centers[:, 0])))
+        orders.append(np.full(len(centers), rocket.symmetry_order))
+    return np.concatenate(phases), np.concatenate(orders)
+
+
+def test_readable_rockets_have_a_fin_at_the_front_so_their_label_is_readable() -> None:
+    """A rocket's canonical azimuth is a mod 2π/n; it can be read from an image only if the fins sit at the same
+    canonical angles on every instance: in the readable presets one fin points to the front (−y, as a stool's first
+    leg), so n·θ ≡ −n·π/2 for every fin; ``hard`` keeps the original random phase."""
+    phases, orders = fin_phases(True)
+    assert set(orders.tolist()) == {3, 4}
+    np.testing.assert_allclose(phases, np.exp(-1j * orders * np.pi / 2), atol=1e-9)
+    phases, _ = fin_phases(False)
+    assert np.abs(phases.mean()) < 0.9  # spread over the circle

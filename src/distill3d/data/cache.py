@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 
 from distill3d.files import atomic_write_bytes
 
-CACHE_VERSION = 1
+#: Bumped whenever a world renders different samples for the same description (2: the readable presets' rocket
+#: fin phase), so that no cache written before the change is ever read after it.
+CACHE_VERSION = 2
 IMAGE_KEYS = ("image",)
 
 

@@ -466,7 +466,9 @@ def _rocket(b: _Builder) -> int:
     b.cone("engine", [0, 0, base], [0, 0, 0.0], radius * 0.6, radius * 0.85)
     fins = int(rng.choice([3, 4]))
     fin_h, fin_w = rng.uniform(0.15, 0.3), rng.uniform(0.08, 0.15)
-    start = rng.random() * 2 * np.pi / fins
+    # readable: a fin points to the front (−y), as a stool's first leg, so the canonical azimuth a mod 2π/n can
+    # be read from the fins; hard keeps the original random fin phase (the label then unreadable from any image)
+    start = -np.pi / 2 if b.readable else rng.random() * 2 * np.pi / fins
     for k in range(fins):
         angle = start + 2 * np.pi * k / fins
         rotation = _rot_z(angle)
@@ -560,7 +562,8 @@ def build_object(category: str, rng: np.random.Generator, readable: bool = False
 
     ``readable`` (the ``easy`` and ``standard`` presets) makes the fronts of the categories that are hard to tell
     from their backs at 64 px readable: cars get larger head lights and red tail lights and a cabin set back,
-    lamps a longer arm, mugs a larger handle, benches always a back, rectangular tables a clearly oblong top.
+    lamps a longer arm, mugs a larger handle, benches always a back, rectangular tables a clearly oblong top, and
+    rockets a fin at the front (their fin phase is otherwise random, so their canonical azimuth is unreadable).
     """
     builder = _Builder(category, rng, readable)
     order = _RECIPES[category](builder)
