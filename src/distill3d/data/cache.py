@@ -25,7 +25,7 @@ from distill3d.files import atomic_write_bytes
 
 #: Bumped whenever a world renders different samples for the same description (2: the readable presets' rocket
 #: fin phase), so that no cache written before the change is ever read after it.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 IMAGE_KEYS = ("image",)
 
 

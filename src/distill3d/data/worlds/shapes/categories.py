@@ -386,15 +386,38 @@ def _cup(b: _Builder) -> int:
     return 0
 
 
+#: The readable guitar's top (sound board): light spruce, against sides and back of a darker random colour.
+_SPRUCE = (0.9, 0.78, 0.55)
+
+
 def _guitar(b: _Builder) -> int:
     rng = b.rng
     lower, upper, depth = rng.uniform(0.17, 0.22), rng.uniform(0.12, 0.16), rng.uniform(0.04, 0.06)
-    b.ellipsoid("body", [0, 0, lower], [lower, depth, lower * 1.1])
-    b.ellipsoid("body", [0, 0, 2 * lower + upper * 0.6], [upper, depth, upper * 1.1])
-    b.cylinder("body", [0, -depth + 0.01, 2 * lower * 0.95], [0, -depth - 0.005, 2 * lower * 0.95], 0.045, albedo=_DARK)
+    bouts = ([0, 0, lower], [lower, depth, lower * 1.1]), ([0, 0, 2 * lower + upper * 0.6], [upper, depth, upper * 1.1])
+    if b.readable:  # sides and back darker than the light top, so the two faces differ in colour
+        b.colors["body"] = _random_color(rng, value=(0.2, 0.5))
+    for center, semi in bouts:
+        b.ellipsoid("body", center, semi)
+    hole_z, front = 2 * lower * 0.95, -depth
+    if b.readable:
+        # The front (−y) must be readable at 64 px, in an image and in a point cloud: a light top standing a little
+        # proud of the body, a larger sound hole, a bridge and a dark fretboard that stand out from it, and a head
+        # tilted further back; without them front and back differ only by a 2–3 px hole (and the side views by a
+        # sub-pixel head tilt), and every model, the teacher with the shape included, stays at chance on guitars.
+        front = -depth * 1.1
+        for (cx, cy, cz), (sx, _, sz) in bouts:
+            b.ellipsoid("body", [cx, cy - depth * 0.4, cz], [sx * 0.94, depth * 0.7, sz * 0.95], albedo=_SPRUCE)
+        b.box("body", [0, front - 0.008, lower * 0.55], [lower * 0.35, 0.012, 0.018], albedo=_DARK)
+    hole_radius = rng.uniform(0.06, 0.075) if b.readable else 0.045
+    b.cylinder("body", [0, front + 0.01, hole_z], [0, front - 0.005, hole_z], hole_radius, albedo=_DARK)
     neck_bottom, neck_len = 2 * lower + upper * 1.2, rng.uniform(0.4, 0.55)
     b.box("neck", [0, 0, neck_bottom + neck_len / 2], [0.025, 0.015, neck_len / 2])
-    tilt = rng.uniform(0.1, 0.3)
+    if b.readable:
+        fretboard_bottom = 2 * lower + upper * 0.6
+        fretboard_top = neck_bottom + neck_len
+        b.box("neck", [0, -0.022, (fretboard_bottom + fretboard_top) / 2],
+              [0.028, 0.01, (fretboard_top - fretboard_bottom) / 2], albedo=_DARK)
+    tilt = rng.uniform(0.35, 0.5) if b.readable else rng.uniform(0.1, 0.3)
     head_len = rng.uniform(0.12, 0.18)
     top = neck_bottom + neck_len
     b.box(
@@ -562,8 +585,9 @@ def build_object(category: str, rng: np.random.Generator, readable: bool = False
 
     ``readable`` (the ``easy`` and ``standard`` presets) makes the fronts of the categories that are hard to tell
     from their backs at 64 px readable: cars get larger head lights and red tail lights and a cabin set back,
-    lamps a longer arm, mugs a larger handle, benches always a back, rectangular tables a clearly oblong top, and
-    rockets a fin at the front (their fin phase is otherwise random, so their canonical azimuth is unreadable).
+    lamps a longer arm, mugs a larger handle, benches always a back, rectangular tables a clearly oblong top,
+    rockets a fin at the front (their fin phase is otherwise random, so their canonical azimuth is unreadable), and
+    guitars a light top with a larger sound hole, a bridge and a dark fretboard, and a head tilted further back.
     """
     builder = _Builder(category, rng, readable)
     order = _RECIPES[category](builder)
