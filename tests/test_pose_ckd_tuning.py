@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 
 def test_quick_tuning_scores_validation_splits_only(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,6 +31,29 @@ def test_quick_tuning_scores_validation_splits_only(tmp_path, monkeypatch: pytes
     scores = document["arms"]["kd_multipose_infonce"]
     assert {"val_seen_acc_pi6", "val_unseen_acc_pi6", "unseen_bed", "unseen_azimuth_within_30"} <= set(scores)
     assert all(0 <= scores[k]["mean"] <= 100 for k in scores)
+
+    # benchmarks/pose_ckd_unseen_errors.py reads such runs (validation images only) and writes its breakdown
+    from benchmarks.pose_ckd_unseen_errors import main as unseen_errors
+
+    unseen_errors(["--seeds", "0", "--arms", "teacher", "--runs", str(tmp_path / "teachers"), "--out", str(tmp_path),
+                   "--threads", "1"])
+    report = (tmp_path / "pose_ckd_unseen_errors.md").read_text()
+    assert "| teacher | guitar (unseen) | " in report and "| teacher | bottle (seen, revolution) | " in report
+    scores = json.loads((tmp_path / "pose_ckd_unseen_errors.json").read_text())["arms"]["teacher"]
+    assert {"guitar_acc_pi6", "guitar_top_bin", "guitar_top3_bins", "bottle_near_0"} <= set(scores)
+    assert all(0 <= scores[k]["mean"] <= 100 for k in scores)
+    with pytest.raises(SystemExit, match="no trained run baseline-seed0"):
+        unseen_errors(["--seeds", "0", "--arms", "baseline", "--runs", str(tmp_path / "teachers")])
+
+
+def test_azimuth_spread_tells_a_collapsed_prediction_from_a_spread_one() -> None:
+    from benchmarks.pose_ckd_unseen_errors import azimuth_spread
+
+    spread = azimuth_spread(torch.deg2rad(torch.arange(0.5, 360.0, 1.0)))  # half degrees: no value on a boundary
+    assert spread["top_bin"] == pytest.approx(100 / 12) and spread["top3_bins"] == pytest.approx(25.0)
+    assert spread["near_0"] == pytest.approx(100 * 30 / 360)  # 0.5…14.5 and 345.5…359.5
+    collapsed = azimuth_spread(torch.deg2rad(torch.tensor([350.0, 355.0, 359.0, 2.0, 100.0])))
+    assert collapsed["top_bin"] == pytest.approx(60.0) and collapsed["near_0"] == pytest.approx(80.0)
 
 
 def test_quick_tuning_against_a_cold_start_baseline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
