@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from distill3d.files import atomic_write_bytes
 
 #: Bumped whenever a world renders different samples for the same description (2: the readable presets' rocket
-#: fin phase), so that no cache written before the change is ever read after it.
+#: fin phase; 3: their readable guitars), so that no cache written before the change is ever read after it.
 CACHE_VERSION = 3
 IMAGE_KEYS = ("image",)
 
