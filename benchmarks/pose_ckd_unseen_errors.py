@@ -45,10 +45,11 @@ def category_scores(run: Path) -> dict[str, float]:
     trained = load_trained(run / "best.pt")
     task, model = trained.task, trained.model.eval()
     scores: dict[str, float] = {}
+    validation = task.validation_sets()
     for split, names in (("val_unseen", UNSEEN_CATEGORIES), ("val_seen", REVOLUTION_CATEGORIES)):
         with torch.no_grad():
             predicted, truth, categories = task.predictions(
-                model, DataLoader(task.validation_sets()[split], batch_size=128, collate_fn=task.collate))
+                model, DataLoader(validation[split], batch_size=128, collate_fn=task.collate))
         per_category = viewpoint_metrics(predicted, truth, categories).per_category
         for name in names:
             index = CATEGORIES.index(name)
