@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
-from benchmarks.peclr import FULL, LABELS, OBJECTIVES, QUICK, finetune, pretrain
+from benchmarks.peclr import FULL, LABELS, OBJECTIVES, QUICK, cold, finetune, pretrain
 from distill3d.data.worlds.difficulty import DIFFICULTIES
 
 PROTOCOLS: dict[str, tuple[int, tuple[str, ...], str]] = {
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         preset = dataclasses.replace(preset, pretrain_epochs=args.pretrain_epochs)
         name += f"_pretrain{args.pretrain_epochs}"
     if args.cold_start:
-        preset, name = dataclasses.replace(preset, warm_start=False), name + "_cold"
+        preset, name = cold(preset, name)
     if args.difficulty != "standard":
         preset, name = dataclasses.replace(preset, difficulty=args.difficulty), f"{name}_{args.difficulty}"
     name = args.report_name or name

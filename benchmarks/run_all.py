@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 7.5 h on 2
+"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 8 h on 2
 cores); each writes its report under benchmarks/results/. The shipped encoder weights are not rebuilt here:
 `python -m benchmarks.pretrain_backbone`. The tuning runs after their benchmark (the Pose CKD tuning reuses its
 teachers, the unseen-error breakdown its runs)."""
@@ -25,7 +25,7 @@ BENCHMARKS: list[list[str]] = [
     ["benchmarks.pose_ckd_tuning", "--seeds", "0", "1", "2", "--arms", "baseline_cold", "kd_kl_cold", "--baseline",
      "baseline_cold", "--student-epochs", "10", "--report-name", "pose_ckd_tuning_cold_e10", "--runs",
      "runs/pose_ckd_tuning_cold_e10"],
-    ["benchmarks.peclr", "--seeds", "0", "1", "2"],
+    ["benchmarks.peclr", "--seeds", "0", "1", "2"], ["benchmarks.peclr_full_labels", "--seeds", "0", "1", "2"],
     ["benchmarks.peclr_tuning", "--seeds", "0"],
     ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "frozen@400", "full@400",
      "--pretrain-epochs", "12"],

@@ -44,3 +44,14 @@ def test_the_world_preset_reaches_every_run() -> None:
 
     assert "options.difficulty=standard" in common_overrides(FULL, seed=0, threads=1)
     assert "options.difficulty=hard" in common_overrides(dataclasses.replace(FULL, difficulty="hard"), 0, 1)
+
+
+def test_the_full_label_arm_can_get_its_own_budget() -> None:
+    """``full_label_steps`` applies to the 100 % arm only; the default preset gives every arm the same steps."""
+    import dataclasses
+
+    from benchmarks.peclr import FULL
+
+    assert FULL.steps_for(1.0) == FULL.steps_for(FULL.low_fraction) == FULL.finetune_steps
+    longer = dataclasses.replace(FULL, full_label_steps=7000)
+    assert (longer.steps_for(1.0), longer.steps_for(FULL.low_fraction)) == (7000, FULL.finetune_steps)
