@@ -31,3 +31,19 @@ def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.Monke
                                      for protocol in ("frozen@400", "linear-frozen@400")}
     assert "| the paper's linear head on pooled features, frozen encoder, 400 labelled images | PeCLR" in report
     assert all(document["arms"][arm]["pa_epe_mm"]["mean"] > 0 for arm in document["arms"])
+
+
+def test_the_long_protocol_uses_the_converging_full_label_budget() -> None:
+    """``long@2000`` fine-tunes the benchmark's 2,000 labels with ``peclr_full_labels``' budget (steps, lr,
+    stride-4 decoder) and leaves the other protocols on the benchmark's preset."""
+    import dataclasses
+
+    from benchmarks.peclr import FULL
+    from benchmarks.peclr_full_labels import DEFAULTS
+    from benchmarks.peclr_tuning import PROTOCOLS
+
+    long = dataclasses.replace(FULL, **PROTOCOLS["long@2000"].preset_changes)
+    assert (long.steps_for(FULL.low_fraction), long.finetune_lr, long.heatmap_from_stem) == (
+        DEFAULTS["steps"], DEFAULTS["lr"], False)
+    assert PROTOCOLS["long@2000"].labelled == FULL.labelled
+    assert all(not PROTOCOLS[name].preset_changes for name in PROTOCOLS if name != "long@2000")
