@@ -18,8 +18,9 @@ supervised-only baseline) + a 2.5D head predicting per joint (u, v) px and z_rel
 ``options.head: heatmap`` (default) adds a top-down decoder to stride-2 heat maps with soft-argmax uv and
 integral z_rel (:class:`~distill3d.models.hand_pose.Hand25DHeatmapNet`; a deviation from the paper that makes
 64 px crops learnable: global regression learns too slowly) with ``L = L1(uv) + 5·L1(z_rel) + 0.5·CE(heat map)``;
-``heatmap_from_stem: false`` stops that decoder at stride 4 (raw step ≈1.7× faster at 64 px; no committed
-report compares its accuracy with the stride-2 default, so it is off by default); ``head: linear`` is the
+``heatmap_from_stem: false`` stops that decoder at stride 4 (raw step ≈1.7× faster at 64 px, the loop ≈1.4×;
+``benchmarks/peclr_full_labels.py`` uses it to fit three converged runs in 45 minutes; no committed report compares
+its accuracy with the stride-2 default at equal steps, so it is off by default); ``head: linear`` is the
 released ``rn_25D`` head with ``L = L1(uv) + 5·L1(z_rel)``.  Full fine-tuning or a frozen encoder.  3D via the
 root depth fitted to all bones (``root: bones``, the root refinement that coarse 2D needs) or Iqbal's one-bone
 closed form (``root: closed_form``) (:mod:`distill3d.geometry.hand25d`).  Metrics (val/test): PA-EPE and EPE
