@@ -58,7 +58,7 @@ class Preset:
     warm_start: bool = True  # every encoder from the shipped shapes-classification weights (False: random)
     difficulty: Difficulty = "standard"  # the hands world's preset
     full_label_steps: int | None = None  # fine-tuning steps of the 100 % arm (None: finetune_steps)
-    heatmap_from_stem: bool = True  # heat-map decoder down to stride 2 (False: stop at stride 4, ≈1.5× faster)
+    heatmap_from_stem: bool = True  # heat-map decoder down to stride 2 (False: stop at stride 4, loop ≈1.4× faster)
     finetune_lr: float = 1e-3  # Adam, warm-up then cosine
     z_weight: float = 5.0  # α in L1(uv) + α·L1(z_rel) + 0.5·CE(heat map)
 

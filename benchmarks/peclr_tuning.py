@@ -43,6 +43,8 @@ from distill3d.data.worlds.difficulty import DIFFICULTIES
 
 @dataclass(frozen=True)
 class Protocol:
+    """One fine-tuning protocol of the tuning runs (its arms are scored on validation images)."""
+
     labelled: int  # size of the labelled split (the arms fine-tune on its first 10 %)
     overrides: tuple[str, ...]  # extra ``distill3d train`` overrides of every fine-tuning run
     description: str
