@@ -8,8 +8,8 @@ labelled images, ``standard`` preset, data seed 0), augmentation, warm start and
 (default 7,000, rounded up to whole epochs: 7,176, 23 epochs), learning rate ``--lr`` (chosen on the validation
 split: see ``DEFAULTS``) and the heat-map decoder stopped at stride 4 (``options.heatmap_from_stem=false``: its
 training loop is ≈1.4× faster at 64 px, so three seeds fit in 45 minutes on 2 cores). The last step's model is
-scored on the test split (1,000 images; no selection); the validation split (300 images) is scored every ``--eval-
-every`` epochs for the learning curves.
+scored on the test split (1,000 images; no selection); the validation split (300 images) is scored every
+``--eval-every`` epochs for the learning curves.
 
 Run: ``python -m benchmarks.peclr_full_labels --seeds 0 1 2`` (≈ 40 min on 2 idle cores; writes
 ``peclr_full_labels.md``, ``.json`` with arm ``supervised@100`` and metrics ``pa_epe_mm``, ``epe_mm``, ``pa_auc``,
