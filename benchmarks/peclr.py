@@ -188,8 +188,8 @@ def ordering_lines(results: dict[str, list[dict]], low: str) -> list[str]:
             f"- PeCLR's PA-EPE gain over supervised only, {low} % labels: {np.mean(gains):.1f} % "
             f"(per seed {', '.join(f'{g:+.1f} %' for g in gains)}; target ≥ 5 %, paper up to 14.5 %).",
             f"- Supervised only at 100 % labels: PA-EPE {full:.2f}"
-            " mm (target ≤ 12 mm; at this benchmark's fine-tuning budget — the 15-minute learnability arm in "
-            "`learnability_hands.md` trains the same kind of model much longer)."]
+            " mm (target ≤ 12 mm; at this benchmark's fine-tuning budget — `peclr_full_labels.md` fine-tunes this "
+            "arm until it converges)."]
 
 
 def budget_preset(quick: bool, pretrain_epochs: int | None = None, finetune_steps: int | None = None,
