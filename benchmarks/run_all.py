@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 8.5 h on 2
+"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 9 h on 2
 cores); each writes its report under benchmarks/results/. The shipped encoder weights are not rebuilt here:
 `python -m benchmarks.pretrain_backbone`. The tuning runs after their benchmark (the Pose CKD tuning reuses its
 teachers, the unseen-error breakdown its runs)."""
@@ -35,6 +35,8 @@ BENCHMARKS: list[list[str]] = [
     ["benchmarks.peclr_tuning", "--difficulty", "hard", "--protocols", "full@2000"],
     ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "long@2000", "--report-name",
      "peclr_tuning_long"],
+    ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "long@2000",
+     "--pretrain-epochs", "12", "--report-name", "peclr_tuning_long_pretrain12"],
     ["benchmarks.skd_wm3d", "--seeds", "0", "1", "2"], ["benchmarks.dgcnn_speed"],
     ["benchmarks.pointmcd", "--seeds", "0", "1", "2"], ["benchmarks.fuzz_readers", "--seconds-per-reader", "30"],
 ]
