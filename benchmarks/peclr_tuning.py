@@ -14,7 +14,8 @@ representation matter more, scoring the last model on the ``val`` split (the tes
 * ``long@2000``: the benchmark's 2,000 labelled images fine-tuned with the budget that converges with all labels
   (``benchmarks/peclr_full_labels.py``: 7,000+ steps at lr 3e-3, stride-4 decoder), where labels, not steps, bind
   (``--objectives peclr --protocols long@2000 --report-name peclr_tuning_long``, ≈ 25–30 min; with
-  ``--pretrain-epochs 12 --report-name peclr_tuning_long_pretrain12`` it asks whether longer pre-training helps there).
+  ``--pretrain-epochs 12 --report-name peclr_tuning_long_pretrain12`` it asks whether longer pre-training helps there,
+  with ``--difficulty hard --report-name peclr_tuning_long_hard`` whether the uniform in-plane roll lets it help).
 
 Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min on 2 cores; the linear-head
 protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).

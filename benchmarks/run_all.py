@@ -37,6 +37,8 @@ BENCHMARKS: list[list[str]] = [
      "peclr_tuning_long"],
     ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "long@2000",
      "--pretrain-epochs", "12", "--report-name", "peclr_tuning_long_pretrain12"],
+    ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "long@2000",
+     "--difficulty", "hard", "--report-name", "peclr_tuning_long_hard"],
     ["benchmarks.skd_wm3d", "--seeds", "0", "1", "2"], ["benchmarks.dgcnn_speed"],
     ["benchmarks.pointmcd", "--seeds", "0", "1", "2"], ["benchmarks.fuzz_readers", "--seconds-per-reader", "30"],
 ]
