@@ -210,8 +210,11 @@ def main(argv: list[str] | None = None) -> None:
               "category_only": "category only: each category's most frequent bin (floor)"}
     for name, label in labels.items():
         rows.append(f"| {label} | " + " | ".join(mean_std(scores[name][c]) for c in columns) + " |")
-    gap = [t - b for t, b in zip(scores["teacher_image"]["mean"], scores["baseline"]["mean"], strict=True)]
-    fused_gap = [t - b for t, b in zip(scores["teacher_fused"]["mean"], scores["baseline"]["mean"], strict=True)]
+    def gap(name: str, reference: str) -> str:
+        """Mean-accuracy difference between two representations: mean ± std (per seed) points."""
+        values = [x - y for x, y in zip(scores[name]["mean"], scores[reference]["mean"], strict=True)]
+        return f"{mean_std(values)} points ({', '.join(f'{v:+.1f}' for v in values)})"
+
     body = f"""# Pose CKD: what each representation knows about the unseen categories' azimuth (linear probes)
 
 Frozen models of `benchmarks/pose_ckd.py` (`{args.runs}`), seeds {', '.join(map(str, args.seeds))}. For each
@@ -225,9 +228,14 @@ category-only floor shows.
 
 {chr(10).join(rows)}
 
-The teacher's image-only embedding (what the official KD distils) against the baseline student's feature:
-{mean_std(gap)} points ({', '.join(f'{g:+.1f}' for g in gap)}); the teacher's fused image + shape feature:
-{mean_std(fused_gap)} points ({', '.join(f'{g:+.1f}' for g in fused_gap)}).
+Against the baseline student, on the same layer: the teacher's image-only embedding (what the official KD
+distils) against the baseline's compressed feature {gap("teacher_image", "baseline")}; the teacher's fused image +
+shape feature {gap("teacher_fused", "baseline")}; the teacher's pooled encoder feature against the baseline's
+{gap("teacher_encoder", "baseline_encoder")}. Each model's own heads against a probe on its compressed feature:
+teacher (fused) {gap("teacher_heads", "teacher_fused")}, baseline {gap("baseline_heads", "baseline")}. (The
+exact bin is harsh near 0°: a prediction just below 0° falls in the last bin, while the rockets' labels,
+`a mod 2π/n`, lie in [0°, 120°) — a head that predicts ≈ 0° for every rocket, as the teacher's does
+(`pose_ckd_unseen_errors.md`), can score 0 % here.)
 
 Wall time {minutes:.1f} min.
 """
