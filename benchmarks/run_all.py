@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark in turn, with the arguments of every committed report (about 9 h on 2
 cores); each writes its report under benchmarks/results/. The shipped encoder weights are not rebuilt here:
 `python -m benchmarks.pretrain_backbone`. The tuning runs after their benchmark (the Pose CKD tuning reuses its
-teachers, the unseen-error breakdown its runs)."""
+teachers, the unseen-error breakdown and the probes its runs)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ BENCHMARKS: list[list[str]] = [
     ["benchmarks.pose_ckd", "--teacher-epochs", "6", "--student-epochs", "3"],
     ["benchmarks.pose_ckd_tuning", "--seeds", "0", "1"],
     ["benchmarks.pose_ckd_unseen_errors", "--seeds", "0", "1", "2"],
+    ["benchmarks.pose_ckd_probe", "--seeds", "0", "1", "2"],
     ["benchmarks.pose_ckd_tuning", "--seeds", "0", "1", "2", "--arms", "baseline_cold", "kd_kl_cold", "--baseline",
      "baseline_cold", "--report-name", "pose_ckd_tuning_cold", "--runs", "runs/pose_ckd_tuning_cold"],
     ["benchmarks.pose_ckd_tuning", "--seeds", "0", "1", "2", "--arms", "baseline_cold", "kd_kl_cold", "--baseline",
