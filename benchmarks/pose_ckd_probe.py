@@ -20,8 +20,10 @@ Beside the probes, each model's own heads (trained on the seen categories) are s
 their decoded viewpoint, binned): the gap between a model's heads and a probe on its features is what its heads fail
 to map on categories they never saw.
 
-If ``teacher_image`` probes no better than ``baseline`` while ``teacher_fused`` does, the teacher's unseen knowledge
-is carried by its shape input, not by anything an image-only student can distil. Reads the runs of
+If ``teacher_image`` (and ``teacher_encoder``) probe no better than the baseline's same layer, the teacher's image
+pathway holds nothing about unseen categories for an image-only student to distil, and the teacher's unseen
+advantage comes from its shape input (its heads against the baseline's show how much). The probes' training images
+are rendered with the runs' own data seed, the validation images are those the runs were tuned on. Reads the runs of
 ``benchmarks/pose_ckd.py`` (``runs/bench_pose_ckd``).
 
     python -m benchmarks.pose_ckd_probe --seeds 0 1 2
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
               "category_only": "category only: each category's most frequent bin (floor)"}
     for name, label in labels.items():
         rows.append(f"| {label} | " + " | ".join(mean_std(scores[name][c]) for c in columns) + " |")
+
     def gap(name: str, reference: str) -> str:
         """Mean-accuracy difference between two representations: mean ± std (per seed) points."""
         values = [x - y for x, y in zip(scores[name]["mean"], scores[reference]["mean"], strict=True)]
