@@ -23,8 +23,9 @@ to map on categories they never saw.
 If ``teacher_image`` (and ``teacher_encoder``) probe no better than the baseline's same layer, the teacher's image
 pathway holds nothing about unseen categories for an image-only student to distil, and the teacher's unseen
 advantage comes from its shape input (its heads against the baseline's show how much). The probes' training images
-are rendered with the runs' own data seed, the validation images are those the runs were tuned on. Reads the runs of
-``benchmarks/pose_ckd.py`` (``runs/bench_pose_ckd``).
+are rendered with the runs' own data seed; the validation images are the runs' unseen-category validation split
+(the images ``benchmarks/pose_ckd_tuning.py`` scores). Reads the runs of ``benchmarks/pose_ckd.py``
+(``runs/bench_pose_ckd``).
 
     python -m benchmarks.pose_ckd_probe --seeds 0 1 2
 """
