@@ -20,8 +20,9 @@ representation matter more, scoring the last model on the ``val`` split (the tes
 Run: ``python -m benchmarks.peclr_tuning [--seeds 0] [--out DIR]`` (≈ 30 min on 2 cores; the linear-head
 protocols: ``--protocols linear-full@2000 linear-frozen@400 --report-name peclr_tuning_linear``).
 ``--pretrain-epochs E`` (other than the benchmark's 4) asks whether longer pre-training helps and writes
-``peclr_tuning_pretrain<E>.*``; ``--objectives`` limits the arms (supervised only is always run: the gains are
-measured against it). ``--cold-start`` starts every arm from random encoders (``peclr_tuning_cold.*``);
+``peclr_tuning_pretrain<E>.*``, ``--unlabelled N`` whether more varied pre-training images do
+(``_unlabelled<N>``); ``--objectives`` limits the arms (supervised only is always run: the gains are measured
+against it). ``--cold-start`` starts every arm from random encoders (``peclr_tuning_cold.*``);
 ``--difficulty hard`` uses the hands world's ``hard`` preset (uniform in-plane roll: ``peclr_tuning_hard.*``).
 """
 
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--pretrain-epochs", type=int, default=None,
                         help=f"pre-training epochs (default: the benchmark's {FULL.pretrain_epochs})")
+    parser.add_argument("--unlabelled", type=int, default=None,
+                        help=f"unlabelled pre-training images (default: the benchmark's {FULL.unlabelled:,})")
     parser.add_argument("--cold-start", action="store_true",
                         help="random encoders instead of the shipped warm start, for every arm (report name + _cold)")
     parser.add_argument("--difficulty", default="standard", choices=DIFFICULTIES,
@@ -88,14 +91,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a result")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report-name", default=None,
-                        help="name of the report and JSON (default peclr_tuning, + _quick, + _pretrain<E>, + _cold, "
-                             "+ _<difficulty>)")
+                        help="name of the report and JSON (default peclr_tuning, + _quick, + _pretrain<E>, "
+                             "+ _unlabelled<N>, + _cold, + _<difficulty>)")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     name = "peclr_tuning_quick" if args.quick else "peclr_tuning"
     if args.pretrain_epochs is not None and args.pretrain_epochs != preset.pretrain_epochs:
         preset = dataclasses.replace(preset, pretrain_epochs=args.pretrain_epochs)
         name += f"_pretrain{args.pretrain_epochs}"
+    if args.unlabelled is not None and args.unlabelled != preset.unlabelled:
+        preset = dataclasses.replace(preset, unlabelled=args.unlabelled)
+        name += f"_unlabelled{args.unlabelled}"
     if args.cold_start:
         preset, name = cold(preset, name)
     if args.difficulty != "standard":
@@ -141,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
                         f"{', '.join(f'{g:+.1f} %' for g in gains)} |")
     length_note = (f" instead of the benchmark's {FULL.pretrain_epochs}"
                    if preset.pretrain_epochs != FULL.pretrain_epochs and not args.quick else "")
+    size_note = (f" (the benchmark's: {FULL.unlabelled:,})"
+                 if preset.unlabelled != FULL.unlabelled and not args.quick else "")
     names = [LABELS[o].split(" ")[0] for o in objectives if o != "supervised"]
     pretrained = " and ".join(names) + (" alike" if len(names) > 1 else " only")
     start = ("from the shipped warm start" if preset.warm_start
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     title = "# PeCLR: fine-tuning protocols on validation images" + (" (QUICK: a smoke test)" if args.quick else "")
     body = f"""{title}
 
-Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled images × {preset.pretrain_epochs}
+Pre-training as in `benchmarks/peclr.py` ({preset.unlabelled:,} unlabelled images{size_note} × {preset.pretrain_epochs}
 epochs{length_note}, batch {preset.pretrain_batch}, {start}; {pretrained};
 {pretrain_minutes:.1f} min). Every fine-tuning run: {preset.finetune_steps}+ steps of batch {preset.finetune_batch}
 (unless its protocol names another budget), the last model scored on the **validation** split ({preset.val}

@@ -1,6 +1,6 @@
 """benchmarks/peclr_tuning.py: a quick run pre-trains, fine-tunes the chosen objectives (and supervised only) under
 each protocol, scores the validation split only and writes the report and the JSON under a name that carries
-``_quick``, a non-default pre-training length, ``_cold`` (random encoders) and a non-default world preset."""
+``_quick``, a non-default pre-training length and set size, ``_cold`` (random encoders) and a non-default world preset."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ def test_quick_tuning_scores_validation_only(tmp_path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(FinetuneTask, "test_sets", no_test_split)
     main(["--quick", "--threads", "1", "--protocols", "frozen@400", "linear-frozen@400", "--objectives", "peclr",
-          "--pretrain-epochs", "2", "--cold-start", "--difficulty", "easy", "--out", str(tmp_path)])
-    report = (tmp_path / "peclr_tuning_quick_pretrain2_cold_easy.md").read_text()
+          "--pretrain-epochs", "2", "--unlabelled", "512", "--cold-start", "--difficulty", "easy",
+          "--out", str(tmp_path)])
+    report = (tmp_path / "peclr_tuning_quick_pretrain2_unlabelled512_cold_easy.md").read_text()
     assert "from random encoders (`--cold-start`" in report.replace("\n", " ") and "preset `easy`" in report
     assert "QUICK" in report and "| frozen encoder, head only, 400 labelled images | PeCLR + fine-tune |" in report
     assert "× 2 epochs" in report.replace("\n", " ") and "PeCLR only" in report
-    document = json.loads((tmp_path / "peclr_tuning_quick_pretrain2_cold_easy.json").read_text())
+    assert "(512 unlabelled images ×" in report
+    document = json.loads((tmp_path / "peclr_tuning_quick_pretrain2_unlabelled512_cold_easy.json").read_text())
     assert set(document["arms"]) == {f"{objective}/{protocol}" for objective in ("supervised", "peclr")
                                      for protocol in ("frozen@400", "linear-frozen@400")}
     assert "| the paper's linear head on pooled features, frozen encoder, 400 labelled images | PeCLR" in report
