@@ -1,6 +1,7 @@
 """benchmarks/peclr_tuning.py: a quick run pre-trains, fine-tunes the chosen objectives (and supervised only) under
 each protocol, scores the validation split only and writes the report and the JSON under a name that carries
-``_quick``, a non-default pre-training length and set size, ``_cold`` (random encoders) and a non-default world preset."""
+``_quick``, a non-default pre-training length and set size, ``_cold`` (random encoders) and a non-default world
+preset."""
 
 from __future__ import annotations
 
