@@ -84,8 +84,13 @@ def azimuth_bins(viewpoint: torch.Tensor) -> np.ndarray:
 def teacher_features(teacher: PoseTeacher) -> Extractor:
     """images (B, 3, S, S), points (B, P, 3) → the teacher's fused, image-embedding and encoder features."""
     def extract(images: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        encoder = teacher.image_encoder(images)
-        heads, fused, projected = teacher(images, points)
+        captured: list[torch.Tensor] = []  # the encoder's output, read during the one forward pass
+        hook = teacher.image_encoder.register_forward_hook(lambda module, inputs, output: captured.append(output))
+        try:
+            heads, fused, projected = teacher(images, points)
+        finally:
+            hook.remove()
+        encoder = captured[0]
         return {"teacher_fused": fused, "teacher_image": projected, "teacher_encoder": encoder,
                 f"teacher{HEADS}": teacher.heads.bins.decode(heads)[:, :1]}
     return extract

@@ -56,6 +56,11 @@ def test_extractors_return_every_representation() -> None:
     assert features["warm_start"].shape[0] == 6 and bins.shape == (6,) and categories.shape == (6,)
     assert features["teacher_heads"].shape == (6, 1)  # the decoded azimuth (radians), scored without a probe
 
+    teacher = build_teacher(options).eval()
+    images, points = torch.rand(3, 3, 32, 32), torch.rand(3, 64, 3)
+    with torch.no_grad():  # the encoder feature is read from the teacher's one forward pass, unchanged
+        assert torch.equal(teacher_features(teacher)(images, points)["teacher_encoder"], teacher.image_encoder(images))
+
 
 def test_missing_runs_stop_with_one_line(tmp_path) -> None:
     from benchmarks.pose_ckd_probe import main
