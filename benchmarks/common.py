@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import sys
@@ -11,6 +12,16 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+#: Coarse azimuth bins used by the Pose CKD diagnostics: 12 bins of 30° (the Acc@π/6 tolerance).
+AZIMUTH_BINS = 12
+
+
+def azimuth_bin(azimuth: torch.Tensor) -> torch.Tensor:
+    """30° bin index (0..11, int64) of azimuths (N,) in radians, any sign (wrapped into [0, 2π) first)."""
+    wrapped = azimuth.double().remainder(2 * math.pi)
+    return (wrapped / (2 * math.pi / AZIMUTH_BINS)).long().clamp(max=AZIMUTH_BINS - 1)
 
 
 def machine_line() -> str:

@@ -96,12 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     name = "peclr_tuning_quick" if args.quick else "peclr_tuning"
-    if args.pretrain_epochs is not None and args.pretrain_epochs != preset.pretrain_epochs:
-        preset = dataclasses.replace(preset, pretrain_epochs=args.pretrain_epochs)
-        name += f"_pretrain{args.pretrain_epochs}"
-    if args.unlabelled is not None and args.unlabelled != preset.unlabelled:
-        preset = dataclasses.replace(preset, unlabelled=args.unlabelled)
-        name += f"_unlabelled{args.unlabelled}"
+    for size_field, value, suffix in (("pretrain_epochs", args.pretrain_epochs, "pretrain"),
+                                      ("unlabelled", args.unlabelled, "unlabelled")):
+        if value is not None and value != getattr(preset, size_field):  # a changed size names the report
+            preset, name = dataclasses.replace(preset, **{size_field: value}), f"{name}_{suffix}{value}"
     if args.cold_start:
         preset, name = cold(preset, name)
     if args.difficulty != "standard":

@@ -33,7 +33,6 @@ are rendered with the runs' own data seed; the validation images are the runs' u
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
+from benchmarks.common import AZIMUTH_BINS, RESULTS, azimuth_bin, mean_std, write_report, write_results_json
 from distill3d.cli.methods import load_trained
 from distill3d.data.worlds.shapes import CATEGORIES, UNSEEN_CATEGORIES, ShapesViewpointDataset
 from distill3d.methods.pose_ckd import Options, build_image_encoder
@@ -54,7 +53,6 @@ from distill3d.models.pose import PoseStudent, PoseTeacher
 from distill3d.models.resnet import load_encoder_weights
 from distill3d.weights import resolve_encoder_weights
 
-AZIMUTH_BINS = 12
 STUDENT_ARMS = ("baseline", "kd_kl", "kd_infonce")
 REPRESENTATIONS = {
     "teacher_fused": "teacher: fused image + shape feature (its heads' input)",
@@ -77,8 +75,7 @@ HEAD_ROWS = {f"{arm}{HEADS}": f"{arm}: its own heads, no probe (seen-category tr
 
 def azimuth_bins(viewpoint: torch.Tensor) -> np.ndarray:
     """30° azimuth bin (0..11) of viewpoints (N, 3) radians."""
-    azimuth = viewpoint[:, 0].double().remainder(2 * math.pi)
-    return (azimuth / (2 * math.pi / AZIMUTH_BINS)).long().clamp(max=AZIMUTH_BINS - 1).numpy()
+    return azimuth_bin(viewpoint[:, 0]).numpy()
 
 
 def teacher_features(teacher: PoseTeacher) -> Extractor:

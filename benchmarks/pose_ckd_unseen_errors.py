@@ -18,22 +18,20 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import RESULTS, mean_std, write_report, write_results_json
+from benchmarks.common import AZIMUTH_BINS, RESULTS, azimuth_bin, mean_std, write_report, write_results_json
 from distill3d.cli.methods import load_trained
 from distill3d.data.worlds.shapes import CATEGORIES, UNSEEN_CATEGORIES
 from distill3d.metrics.viewpoint import viewpoint_metrics
 
 ARMS = ("teacher", "baseline", "kd_kl", "kd_infonce")
 REVOLUTION_CATEGORIES = ("bottle", "cup")
-AZIMUTH_BINS = 12
 
 
 def azimuth_spread(azimuth: torch.Tensor) -> dict[str, float]:
     """Concentration of predicted azimuths (N,) radians: % in the most frequent 30° bin, in the three most frequent,
     and within ±15° of 0."""
     degrees = torch.rad2deg(azimuth).remainder(360.0)
-    counts = torch.bincount((degrees // (360.0 / AZIMUTH_BINS)).long().clamp(max=AZIMUTH_BINS - 1),
-                            minlength=AZIMUTH_BINS).double()
+    counts = torch.bincount(azimuth_bin(azimuth), minlength=AZIMUTH_BINS).double()
     top = counts.sort(descending=True).values
     near_zero = torch.minimum(degrees, 360.0 - degrees) <= 15.0
     return {"top_bin": 100 * (top[0] / counts.sum()).item(), "top3_bins": 100 * (top[:3].sum() / counts.sum()).item(),

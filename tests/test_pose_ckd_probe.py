@@ -11,7 +11,8 @@ import torch
 
 
 def test_probe_reads_informative_features_and_not_noise() -> None:
-    from benchmarks.pose_ckd_probe import AZIMUTH_BINS, category_only_accuracy, probe_accuracy
+    from benchmarks.common import AZIMUTH_BINS
+    from benchmarks.pose_ckd_probe import category_only_accuracy, probe_accuracy
 
     rng = np.random.default_rng(0)
     n = 1200
@@ -30,10 +31,12 @@ def test_probe_reads_informative_features_and_not_noise() -> None:
 
 
 def test_azimuth_bins_wrap_negative_angles() -> None:
+    from benchmarks.common import azimuth_bin
     from benchmarks.pose_ckd_probe import azimuth_bins
 
-    viewpoint = torch.tensor([[0.01, 0, 0], [-0.01, 0, 0], [math.radians(45), 0, 0], [2 * math.pi - 1e-9, 0, 0]],
-                             dtype=torch.float64)
+    azimuths = [0.01, -0.01, math.radians(45), 2 * math.pi - 1e-9, math.radians(-345)]
+    assert azimuth_bin(torch.tensor(azimuths, dtype=torch.float64)).tolist() == [0, 11, 1, 11, 0]
+    viewpoint = torch.tensor([[a, 0, 0] for a in azimuths[:4]], dtype=torch.float64)
     assert azimuth_bins(viewpoint).tolist() == [0, 11, 1, 11]
 
 
