@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark in turn, with the arguments of every committed report (about 9 h on 2
 cores); each writes its report under benchmarks/results/. The shipped encoder weights are not rebuilt here:
 `python -m benchmarks.pretrain_backbone`. The tuning runs after their benchmark (the Pose CKD tuning reuses its
-teachers, the unseen-error breakdown and the probes its runs)."""
+teachers, the unseen-error breakdown and the probes its runs); the claims check, last, reads every JSON file."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ BENCHMARKS: list[list[str]] = [
      "--unlabelled", "60000", "--report-name", "peclr_tuning_long_unlabelled60000"],
     ["benchmarks.skd_wm3d", "--seeds", "0", "1", "2"], ["benchmarks.dgcnn_speed"],
     ["benchmarks.pointmcd", "--seeds", "0", "1", "2"], ["benchmarks.fuzz_readers", "--seconds-per-reader", "30"],
+    ["benchmarks.claims"],
 ]
 """``python -m`` arguments of every run, in order (the commands written in the committed reports' headers)."""
 
