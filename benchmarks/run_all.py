@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 9 h on 2
+"""`make bench`: run every benchmark in turn, with the arguments of every committed report (about 8–9 h on 2
 cores); each writes its report under benchmarks/results/. The shipped encoder weights are not rebuilt here:
 `python -m benchmarks.pretrain_backbone`. The tuning runs after their benchmark (the Pose CKD tuning reuses its
 teachers, the unseen-error breakdown and the probes its runs); the claims check, last, reads every JSON file."""

@@ -241,9 +241,8 @@ def _decision(workloads: list[Workload]) -> str:
               "by DataLoader workers (or a smaller split is used). " if too_big else "")  # fmt: skip
     road = next(w for w in workloads if w.world.startswith("road"))
     road_note = (
-        "Caching the road world also needs its per-object labels (boxes, classes, ...), which vary in length, kept "
-        "beside the stacked tensors: MaterializedDataset stacks fixed-size keys only, so the road training method "
-        "needs a list-valued or padded cache (not written yet)."
+        "Caching the road world also keeps its per-object labels (boxes, classes, ...), which vary in length: "
+        "MaterializedDataset stores such keys as lists beside the stacked tensors (its ragged keys)."
         if road.decision == "cached" else ""
     )
     return (
