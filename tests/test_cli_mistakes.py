@@ -104,10 +104,10 @@ def test_report_on_a_garbage_metrics_csv(tmp_path: Path, capsys, content: bytes,
     [
         (b"method: toy\nmethod: toy\n", r"cfg\.yaml:2: .*'method' is given twice"),
         (b"method: t\xffoy\n", r"cfg\.yaml: not a UTF-8 text file"),
-        (b"method: toy\ntrain: {grad_clip: .inf}\n", r"cfg\.yaml: config key 'train\.grad_clip': must be a finite"),
-        (b"method: toy\noptions: {temperature: .inf}\n", r"cfg\.yaml: config key 'options\.temperature': must be a"),
+        (b"method: toy\ntrain: {grad_clip: .inf}\n", r"cfg\.yaml:2: config key 'train\.grad_clip': must be a finite"),
+        (b"method: toy\noptions: {temperature: .inf}\n", r"cfg\.yaml:2: config key 'options\.temperature': must be a"),
         (b"method: toy\noptions: {temprature: 1}\n",
-         r"cfg\.yaml: unknown config key 'options\.temprature' \(allowed under 'options': dropout, interrupt_at_step"),
+         r"cfg\.yaml:2: unknown config key 'options\.temprature' \(allowed under 'options': dropout, interrupt_at"),
     ],
 )
 def test_config_file_mistakes(tmp_path: Path, capsys, text: bytes, pattern: str) -> None:

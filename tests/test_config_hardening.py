@@ -15,6 +15,7 @@ from distill3d.engine.config import (
     MAX_YAML_NODES,
     OptimizerConfig,
     TrainConfig,
+    key_lines,
     load_run_config,
     validate_section,
 )
@@ -78,6 +79,21 @@ def test_anchors_within_the_budget_are_fine(tmp_path: Path) -> None:
     config = load(tmp_path, "method: a\ntrain:\n  optimizer: &o {lr: 0.1}\noptions:\n  copy: *o\n")
     assert config.options == {"copy": {"lr": 0.1}} and config.train.optimizer.lr == 0.1
     assert MAX_YAML_NODES < 9**6  # the bomb above really is over the budget
+
+
+def test_errors_name_the_line_of_the_bad_key(tmp_path: Path) -> None:
+    """The deepest key of the error's path that the file holds gives the line (an override is named instead)."""
+    text = "# a comment\nmethod: a\ntrain:\n  epochs: 2\n  optimizer:\n    name: sgd\n    lr: .inf\n"
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:7: config key 'train\.optimizer\.lr': must be a finite"):
+        load(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:6: config key 'train\.optimizer\.name'"):
+        load(tmp_path, text.replace("name: sgd", "name: rmsprop").replace("lr: .inf", "lr: 0.1"))
+    with pytest.raises(ConfigError, match=r"^command line override 'train\.optimizer\.lr=\.nan'"):
+        load(tmp_path, text.replace("lr: .inf", "lr: 0.1"), ["train.optimizer.lr=.nan"])
+    (tmp_path / "lists.yaml").write_text("a:\n  - 1\n  - {b: 2}\nc: &x {d: 1}\ne: *x\n")
+    assert key_lines(tmp_path / "lists.yaml") == {("a",): 1, ("a", "0"): 2, ("a", "1"): 3, ("a", "1", "b"): 3,
+                                                  ("c",): 4, ("c", "d"): 4, ("e",): 5, ("e", "d"): 4}
+    assert key_lines(tmp_path / "absent.yaml") == {}
 
 
 def test_options_errors_name_the_file_and_allowed_keys(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ A run config has three parts::
 Overrides from the command line use dotted keys: ``train.optimizer.lr=3e-4 options.num_points=256``.
 Values are parsed as YAML scalars (``true``, ``1e-3``, ``[1, 2]``).
 Unknown or mistyped keys raise :class:`~distill3d.errors.ConfigError` with one line that names the key (and
-the file, or "command line" for an override), listing the keys allowed in that section.
+the file with the key's line, or "command line" for an override), listing the keys allowed in that section.
 
 Strictness: every float anywhere in a config (including a method's ``options``) must be finite; a key given
 twice in one mapping, more than :data:`MAX_YAML_ALIASES` alias uses (``*name``), nesting deeper than
@@ -262,12 +262,43 @@ def _lookup(config: Any, dotted: str, prefix: str) -> Any:
     return config
 
 
-def _where(loc: tuple[Any, ...], source: str | None, overrides: list[str]) -> str:
-    """``'<file>: '``, ``'command line override 'k=v': '`` (when an override set the key) or ``''``."""
+def key_lines(path: str | Path) -> dict[tuple[str, ...], int]:
+    """1-based line of every key (and list item) of the YAML file ``path``, by its path from the top level
+    (``("train", "optimizer", "lr")``; list items by index as a string). Empty when the file cannot be read or
+    parsed. Only called on an error path, for a file :func:`read_yaml` has accepted (so its size is bounded)."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+    pending: list[tuple[yaml.Node | None, tuple[str, ...]]] = [(root, ())]
+    while pending:
+        node, prefix = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [(str(key.value), key, value) for key, value in node.value if isinstance(key, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(str(index), item, item) for index, item in enumerate(node.value)]
+        else:
+            continue
+        for name, marker, value in children:
+            if (*prefix, name) not in lines:  # an alias reached twice is walked once
+                lines[(*prefix, name)] = marker.start_mark.line + 1
+                pending.append((value, (*prefix, name)))
+    return lines
+
+
+def _where(loc: tuple[Any, ...], source: str | None, overrides: list[str],
+           lines: dict[tuple[str, ...], int] | None = None) -> str:
+    """``'<file>:<line>: '`` (the line of the deepest key of ``loc`` found in ``lines``; ``'<file>: '`` without
+    one), ``'command line override 'k=v': '`` (when an override set the key) or ``''``."""
     override = _from_override(loc, overrides) if loc else None
     if override is not None:
         return f"command line override '{override}': "
-    return f"{source}: " if source else ""
+    if not source:
+        return ""
+    path = tuple(str(part) for part in loc)
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in (lines or {})), None)
+    return f"{source}:{line}: " if line is not None else f"{source}: "
 
 
 def validate_section(
@@ -281,18 +312,21 @@ def validate_section(
     """
     overrides = overrides or []
     head = tuple(prefix.split(".")) if prefix else ()
+
+    def where(loc: tuple[Any, ...]) -> str:
+        lines = key_lines(source) if source and Path(source).is_file() else {}
+        return _where(loc, source, overrides, lines)
+
     if not isinstance(data, dict):
-        where = _where(head, source, overrides)
-        raise ConfigError(f"{where}config key '{prefix}' must be a mapping, got {_shown(data)}")
+        raise ConfigError(f"{where(head)}config key '{prefix}' must be a mapping, got {_shown(data)}")
     try:
         result = model.model_validate(data)
     except ValidationError as err:
-        problems = [_where((*head, *item["loc"]), source, overrides) + _format_item(item, model, prefix)
-                    for item in err.errors()]
+        problems = [where((*head, *item["loc"])) + _format_item(item, model, prefix) for item in err.errors()]
         raise ConfigError("; ".join(problems)) from None
     bad = _non_finite(result, prefix)
     if bad is not None:
-        raise ConfigError(f"{_where(tuple(bad.split('.')), source, overrides)}config key '{bad}': must be a finite "
+        raise ConfigError(f"{where(tuple(bad.split('.')))}config key '{bad}': must be a finite "
                           f"number (got {_lookup(result, bad, prefix)!r})")
     return result
 
