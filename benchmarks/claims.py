@@ -21,53 +21,54 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS, write_report
 
-Results = dict[str, dict]
-"""report name → its parsed JSON (``{"command", "arms": {ARM: {METRIC: {"mean", "std", "per_seed"}}}}``)."""
+Report = dict
+"""One benchmark's parsed JSON file: ``{"command", "arms": {ARM: {METRIC: {"mean", "std", "per_seed"}}}}``."""
+Results = dict[str, Report]
+"""report name → its parsed JSON."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One floor. ``values`` maps the loaded results to one value per seed; the claim is met when ``passes`` holds
-    for every seed's value (``every_seed``) or for their mean."""
+    """One floor. ``values`` maps the JSON of the report ``source`` to one value per seed; the claim is met when
+    ``passes`` holds for every seed's value (``every_seed``) or for their mean."""
 
     name: str
     source: str
     floor: str
-    values: Callable[[Results], list[float]]
+    values: Callable[[Report], list[float]]
     passes: Callable[[float], bool]
     every_seed: bool = True
     unit: str = ""
 
 
-def per_seed(report: str, arm: str, metric: str) -> Callable[[Results], list[float]]:
+def per_seed(arm: str, metric: str) -> Callable[[Report], list[float]]:
     """The per-seed values of one arm's metric."""
-    return lambda results: [float(v) for v in results[report]["arms"][arm][metric]["per_seed"]]
+    return lambda report: [float(v) for v in report["arms"][arm][metric]["per_seed"]]
 
 
-def difference(report: str, arm: str, reference: str, metric: str) -> Callable[[Results], list[float]]:
+def difference(arm: str, reference: str, metric: str) -> Callable[[Report], list[float]]:
     """Per seed: ``arm − reference`` (seeds paired by position, as every benchmark writes them)."""
-    def values(results: Results) -> list[float]:
-        arms = results[report]["arms"]
-        left, right = arms[arm][metric]["per_seed"], arms[reference][metric]["per_seed"]
+    def values(report: Report) -> list[float]:
+        left, right = report["arms"][arm][metric]["per_seed"], report["arms"][reference][metric]["per_seed"]
         if len(left) != len(right):
-            raise ValueError(f"{report}.json: {arm} has {len(left)} seeds, {reference} {len(right)}")
+            raise ValueError(f"{arm} has {len(left)} seeds, {reference} {len(right)}")
         return [float(a) - float(b) for a, b in zip(left, right, strict=True)]
     return values
 
 
-def relative_gain(report: str, arm: str, reference: str, metric: str) -> Callable[[Results], list[float]]:
+def relative_gain(arm: str, reference: str, metric: str) -> Callable[[Report], list[float]]:
     """Per seed: ``100 · (reference − arm) / reference`` for an error metric (positive = the arm is better)."""
-    def values(results: Results) -> list[float]:
+    def values(report: Report) -> list[float]:
+        references = report["arms"][reference][metric]["per_seed"]
         return [100 * -gap / float(ref) for gap, ref in
-                zip(difference(report, arm, reference, metric)(results),
-                    results[report]["arms"][reference][metric]["per_seed"], strict=True)]
+                zip(difference(arm, reference, metric)(report), references, strict=True)]
     return values
 
 
-def ratio(report: str, arm: str, numerator: str, denominator: str) -> Callable[[Results], list[float]]:
+def ratio(arm: str, numerator: str, denominator: str) -> Callable[[Report], list[float]]:
     """Per measurement: ``numerator / denominator`` of one arm's two metrics, in %."""
-    def values(results: Results) -> list[float]:
-        metrics = results[report]["arms"][arm]
+    def values(report: Report) -> list[float]:
+        metrics = report["arms"][arm]
         return [100 * float(a) / float(b) for a, b in
                 zip(metrics[numerator]["per_seed"], metrics[denominator]["per_seed"], strict=True)]
     return values
@@ -87,41 +88,41 @@ def above(floor: float) -> Callable[[float], bool]:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("shapes world learnable: seen Acc@π/6", "learnability", "≥ 80 %",
-          per_seed("learnability", "shapes", "seen_acc_pi6"), at_least(80), unit="%"),
+          per_seed("shapes", "seen_acc_pi6"), at_least(80), unit="%"),
     Claim("hands world learnable: 2D error", "learnability", "≤ 3 px",
-          per_seed("learnability", "hands", "err_2d_px"), at_most(3), unit=" px"),
+          per_seed("hands", "err_2d_px"), at_most(3), unit=" px"),
     Claim("hands world learnable: PA-EPE", "learnability", "≤ 12 mm",
-          per_seed("learnability", "hands", "pa_epe_mm"), at_most(12), unit=" mm"),
+          per_seed("hands", "pa_epe_mm"), at_most(12), unit=" mm"),
     Claim("Pose CKD student loop / raw step", "throughput", "≥ 85 %",
-          ratio("throughput", "pose_ckd_student", "loop_samples_per_s", "raw_step_samples_per_s"), at_least(85),
+          ratio("pose_ckd_student", "loop_samples_per_s", "raw_step_samples_per_s"), at_least(85),
           unit="%"),
     Claim("PeCLR fine-tuning loop / raw step", "throughput", "≥ 85 %",
-          ratio("throughput", "peclr_finetune", "loop_samples_per_s", "raw_step_samples_per_s"), at_least(85),
+          ratio("peclr_finetune", "loop_samples_per_s", "raw_step_samples_per_s"), at_least(85),
           unit="%"),
     Claim("Pose CKD: teacher − baseline, unseen Acc@π/6", "pose_ckd", "≥ +10 points",
-          difference("pose_ckd", "teacher", "baseline", "unseen_acc_pi6"), at_least(10), unit=" pts"),
+          difference("teacher", "baseline", "unseen_acc_pi6"), at_least(10), unit=" pts"),
     Claim("Pose CKD: baseline seen Acc@π/6", "pose_ckd", "≥ 70 %",
-          per_seed("pose_ckd", "baseline", "seen_acc_pi6"), at_least(70), unit="%"),
+          per_seed("baseline", "seen_acc_pi6"), at_least(70), unit="%"),
     Claim("Pose CKD: KD (logit KL) − baseline, unseen Acc@π/6", "pose_ckd", "≥ +3 points",
-          difference("pose_ckd", "kd_kl", "baseline", "unseen_acc_pi6"), at_least(3), unit=" pts"),
+          difference("kd_kl", "baseline", "unseen_acc_pi6"), at_least(3), unit=" pts"),
     Claim("Pose CKD: KD (InfoNCE) − baseline, unseen Acc@π/6", "pose_ckd", "≥ +3 points",
-          difference("pose_ckd", "kd_infonce", "baseline", "unseen_acc_pi6"), at_least(3), unit=" pts"),
+          difference("kd_infonce", "baseline", "unseen_acc_pi6"), at_least(3), unit=" pts"),
     Claim("PeCLR @10 % labels: PA-EPE gain over supervised only", "peclr", "≥ 5 %",
-          relative_gain("peclr", "peclr@10", "supervised@10", "pa_epe_mm"), at_least(5), unit="%"),
+          relative_gain("peclr@10", "supervised@10", "pa_epe_mm"), at_least(5), unit="%"),
     Claim("PeCLR @10 % labels: PA-EPE gain over SimCLR", "peclr", "> 0 % (PeCLR < SimCLR)",
-          relative_gain("peclr", "peclr@10", "simclr@10", "pa_epe_mm"), above(0), every_seed=False, unit="%"),
+          relative_gain("peclr@10", "simclr@10", "pa_epe_mm"), above(0), every_seed=False, unit="%"),
     Claim("SimCLR @10 % labels: PA-EPE gain over supervised only", "peclr", "> 0 % (SimCLR < supervised)",
-          relative_gain("peclr", "simclr@10", "supervised@10", "pa_epe_mm"), above(0), every_seed=False, unit="%"),
+          relative_gain("simclr@10", "supervised@10", "pa_epe_mm"), above(0), every_seed=False, unit="%"),
     Claim("supervised only @100 % labels: PA-EPE", "peclr_full_labels", "≤ 12 mm",
-          per_seed("peclr_full_labels", "supervised@100", "pa_epe_mm"), at_most(12), unit=" mm"),
+          per_seed("supervised@100", "pa_epe_mm"), at_most(12), unit=" mm"),
     Claim("SKD-WM3D − weak MDN: AP3D R40 moderate @0.5", "skd_wm3d", "> 0 points",
-          difference("skd_wm3d", "skd_wm3d", "weak_mdn", "ap_3d_r40_moderate_05"), above(0), unit=" pts"),
+          difference("skd_wm3d", "weak_mdn", "ap_3d_r40_moderate_05"), above(0), unit=" pts"),
     Claim("PointMCD: PointNet distilled − scratch, OA @10 % labels", "pointmcd", "> 0 points",
-          difference("pointmcd", "cls_pointnet_distilled", "cls_pointnet_scratch", "oa"), above(0), unit=" pts"),
+          difference("cls_pointnet_distilled", "cls_pointnet_scratch", "oa"), above(0), unit=" pts"),
     Claim("PointMCD: DGCNN distilled − scratch, OA @10 % labels", "pointmcd", "> 0 points",
-          difference("pointmcd", "cls_dgcnn_distilled", "cls_dgcnn_scratch", "oa"), above(0), unit=" pts"),
+          difference("cls_dgcnn_distilled", "cls_dgcnn_scratch", "oa"), above(0), unit=" pts"),
     Claim("PointMCD: part segmentation distilled − scratch, instance mIoU", "pointmcd", "> 0 points",
-          difference("pointmcd", "seg_pointnet_distilled", "seg_pointnet_scratch", "instance_miou"), above(0),
+          difference("seg_pointnet_distilled", "seg_pointnet_scratch", "instance_miou"), above(0),
           unit=" pts"),
 )
 
@@ -139,7 +140,7 @@ class Verdict:
 
 def judge(claim: Claim, results: Results) -> Verdict:
     """Evaluate one claim: met when every seed passes (``every_seed``) or the mean passes."""
-    values = claim.values(results)
+    values = claim.values(results[claim.source])
     met = all(claim.passes(v) for v in values) if claim.every_seed else claim.passes(statistics.fmean(values))
     return Verdict(claim, values, met)
 
