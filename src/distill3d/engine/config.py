@@ -296,8 +296,8 @@ def _where(loc: tuple[Any, ...], source: str | None, overrides: list[str],
         return f"command line override '{override}': "
     if not source:
         return ""
-    path = tuple(str(part) for part in loc)
-    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in (lines or {})), None)
+    path, lines = tuple(str(part) for part in loc), lines or {}
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     return f"{source}:{line}: " if line is not None else f"{source}: "
 
 
@@ -313,8 +313,12 @@ def validate_section(
     overrides = overrides or []
     head = tuple(prefix.split(".")) if prefix else ()
 
+    lines: dict[tuple[str, ...], int] | None = None  # read from the file at the first error only
+
     def where(loc: tuple[Any, ...]) -> str:
-        lines = key_lines(source) if source and Path(source).is_file() else {}
+        nonlocal lines
+        if lines is None:
+            lines = key_lines(source) if source and Path(source).is_file() else {}
         return _where(loc, source, overrides, lines)
 
     if not isinstance(data, dict):
