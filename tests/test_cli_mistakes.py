@@ -177,7 +177,7 @@ def test_eval_refuses_a_best_checkpoint_of_the_wrong_epoch(tmp_path: Path, capsy
     [
         (b'method: toy\nout_dir: "a\\0b"\n', r"a path cannot contain a NUL character"),
         (b"method: toy\ntrain: {threads: 100000000000000000000}\n", r"config key 'train\.threads'"),
-        (b"method: toy\nname: ../elsewhere\n", r"config key 'name': a run name must be one folder name"),
+        (b"method: toy\nname: ../elsewhere\n", r"cfg\.yaml:2: config key 'name': a run name must be one folder name"),
     ],
 )
 def test_impossible_paths_and_sizes(tmp_path: Path, capsys, text: bytes, pattern: str) -> None:

@@ -64,7 +64,7 @@ def prepare_run(config: str, overrides: list[str], resume: Path | None) -> tuple
     Returns (run config with resolved options, method module, task, run folder).
     """
     from distill3d.cli.methods import load_method, resolve_config_path
-    from distill3d.engine.config import load_run_config, validate_section
+    from distill3d.engine.config import config_location, load_run_config, validate_section
 
     if resume is not None:
         overrides = _resume_overrides(config, overrides)
@@ -87,7 +87,8 @@ def prepare_run(config: str, overrides: list[str], resume: Path | None) -> tuple
     else:
         name = run_config.name or f"{run_config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not name.strip() or Path(name).name != name or name in {".", ".."}:
-            raise ConfigError(f"{config_path}: config key 'name': a run name must be one folder name, got {name!r}")
+            raise ConfigError(f"{config_location(('name',), config_path, overrides)}config key 'name': a run name must "
+                              f"be one folder name, got {name!r}")
         run_dir = run_config.out_dir / name
         if (run_dir / "last.pt").exists():
             raise Distill3dError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another name")

@@ -301,6 +301,12 @@ def _where(loc: tuple[Any, ...], source: str | None, overrides: list[str],
     return f"{source}:{line}: " if line is not None else f"{source}: "
 
 
+def config_location(loc: tuple[Any, ...], source: str | Path, overrides: list[str] | None = None) -> str:
+    """The prefix of an error about the key at ``loc`` of the config file ``source``: ``'<file>:<line>: '``, or
+    ``'command line override 'k=v': '`` when one of ``overrides`` set it."""
+    return _where(loc, str(source), overrides or [], key_lines(source) if Path(source).is_file() else {})
+
+
 def validate_section(
     model: type[ModelT], data: dict[str, Any], prefix: str, source: str | None = None,
     overrides: list[str] | None = None,
