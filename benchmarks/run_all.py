@@ -42,6 +42,8 @@ BENCHMARKS: list[list[str]] = [
      "--difficulty", "hard", "--report-name", "peclr_tuning_long_hard"],
     ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "peclr", "--protocols", "long@2000",
      "--unlabelled", "60000", "--report-name", "peclr_tuning_long_unlabelled60000"],
+    ["benchmarks.peclr_tuning", "--seeds", "0", "--objectives", "simclr", "--protocols", "long@2000",
+     "--report-name", "peclr_tuning_long_simclr"],
     ["benchmarks.skd_wm3d", "--seeds", "0", "1", "2"], ["benchmarks.dgcnn_speed"],
     ["benchmarks.pointmcd", "--seeds", "0", "1", "2"], ["benchmarks.fuzz_readers", "--seconds-per-reader", "30"],
     ["benchmarks.claims"],
