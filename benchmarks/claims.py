@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import RESULTS, write_report
+from benchmarks.common import RESULTS, write_report, write_results_json
 
 Report = dict
 """One benchmark's parsed JSON file: ``{"command", "arms": {ARM: {METRIC: {"mean", "std", "per_seed"}}}}``."""
@@ -183,10 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     verdicts = [judge(claim, results) for claim in CLAIMS]
     report = render(verdicts, results)
     write_report("claims", report, args.out)
-    document = {"claims": [{"claim": v.claim.name, "source": v.claim.source, "floor": v.claim.floor,
-                            "every_seed": v.claim.every_seed, "mean": v.mean, "per_seed": v.values, "met": v.met}
-                           for v in verdicts]}
-    (args.out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
+    # the results schema: one arm per claim, its per-seed values as metric "value", met (1) or not (0) as "met"
+    write_results_json("claims", {v.claim.name: {"value": v.values, "met": [float(v.met)]} for v in verdicts},
+                       args.out, extra={"claims": [{"claim": v.claim.name, "source": v.claim.source,
+                                                    "floor": v.claim.floor, "every_seed": v.claim.every_seed,
+                                                    "met": v.met} for v in verdicts]})
     print(report)
 
 

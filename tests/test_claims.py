@@ -65,6 +65,10 @@ def test_the_report_lists_every_claim_and_a_missing_file_is_one_line(tmp_path: P
     assert all(claim.name in report for claim in CLAIMS)
     document = json.loads((tmp_path / "claims.json").read_text())
     assert [c["claim"] for c in document["claims"]] == [claim.name for claim in CLAIMS]
+    assert set(document["arms"]) == {claim.name for claim in CLAIMS}  # the results schema every JSON follows
+    for claim in CLAIMS:
+        arm = document["arms"][claim.name]
+        assert set(arm["value"]) == {"mean", "std", "per_seed"} and arm["met"]["per_seed"] in ([0.0], [1.0])
     (results / "pose_ckd.json").unlink()
     with pytest.raises(SystemExit, match=r"pose_ckd\.json: missing"):
         main(["--results", str(results), "--out", str(tmp_path)])
